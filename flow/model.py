@@ -1,0 +1,297 @@
+"""The Real NVP model: configuration, presets, and the flow with its likelihood, sampling and traces."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+
+import torch
+from torch import Tensor, nn
+
+from flow.coupling import NVPBlock, channel_mask, checkerboard_mask, half_mask
+from flow.layers import ActNorm, FactorOut, Logit, Squeeze, dequantize
+from flow.nets import MLPNet, ResNet
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class FlowConfig:
+    """Everything that fixes a model's architecture (and its default training settings)."""
+
+    shape: tuple[int, ...] = (1, 28, 28)  # one example: (C, H, W) images or (D,) points
+    coupling: str = "resnet"  # "mlp": half-split MLP couplings; "resnet": the multi-scale conv flow
+    preprocess: bool = True  # dequantize 8-bit pixels and apply the logit (images only)
+    actnorm: bool = True  # ActNorm after every coupling
+    # MLP couplings
+    n_blocks: int = 4
+    hidden: tuple[int, ...] = (64, 128, 128, 64)
+    # multi-scale ResNet couplings
+    n_scales: int = 2
+    squeeze_first: bool = True  # squeeze 28x28x1 to 14x14x4 before the first coupling
+    couplings_per_half: int = 3  # checkerboard couplings, then channel-wise ones, at each scale
+    final_couplings: int = 4  # checkerboard couplings at the last scale
+    width: int = 64
+    res_blocks: int = 2
+    # training defaults
+    lr: float = 1e-3
+    batch_size: int = 64
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "FlowConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown config fields {sorted(unknown)}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**d)
+
+
+PRESETS: dict[str, tuple[FlowConfig, str]] = {
+    "seed-mlp": (
+        FlowConfig(coupling="mlp", actnorm=False, n_blocks=4, hidden=(64, 128, 128, 64), lr=1e-3),
+        "the seed design: 4 half-split MLP couplings on the flattened 784-dim image",
+    ),
+    "realnvp": (
+        FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, width=64, res_blocks=2, lr=1e-3),
+        "the paper's multi-scale conv Real NVP, squeezed to 14x14x4 first, sized for 2 CPU cores",
+    ),
+    "toy-2d": (
+        FlowConfig(shape=(2,), coupling="mlp", preprocess=False, n_blocks=8, hidden=(64, 64), lr=1e-3,
+                   batch_size=256),
+        "8 MLP couplings with ActNorm for 2-D toy data",
+    ),
+}
+
+
+@dataclass
+class TraceStep:
+    """One block of a trace: the representation after the block and the block's log-det."""
+
+    name: str
+    kind: str  # "preprocess", "coupling", "actnorm", "squeeze", "factor-out" or "data"
+    output: Tensor  # the tensor that flows on (for factor-out: the kept half)
+    logdet: Tensor  # (B,) log|det J| of this block in the direction traced
+    factored: list[Tensor] = field(default_factory=list)  # latents factored out so far
+    mask: Tensor | None = None  # coupling only: b, s and t
+    s: Tensor | None = None
+    t: Tensor | None = None
+
+    def state(self) -> Tensor:
+        """All dimensions of the representation at this point, flattened: (B, D)."""
+        return torch.cat([z.flatten(1) for z in self.factored] + [self.output.flatten(1)], dim=1)
+
+
+class Flow(nn.Module):
+    """A normalizing flow x -> z with a standard normal prior (paper Eq. 3):
+    log p(x) = log N(z; 0, I) + sum_k log|det dh_k/dh_{k-1}|.
+    For images x is the dequantized image u in [0, 1]^D and the logit is the first block.
+    """
+
+    def __init__(self, config: FlowConfig):
+        super().__init__()
+        self.config = config
+        self.dim = math.prod(config.shape)
+        self.logit = Logit() if config.preprocess else None
+        self.names: list[str] = []
+        self.steps = nn.ModuleList()
+        self.latent_shapes: list[tuple[int, ...]] = []  # factored-out z_1..z_k, then the final h
+        if config.coupling == "mlp":
+            self._build_mlp()
+        elif config.coupling == "resnet":
+            self._build_multiscale()
+        else:
+            raise ValueError(f"unknown coupling {config.coupling!r}")
+
+    def _add(self, name: str, step: nn.Module) -> None:
+        self.names.append(name)
+        self.steps.append(step)
+
+    def _add_coupling(self, mask: Tensor, net: nn.Module, kind: str, scale_shape: tuple[int, ...]) -> None:
+        n = sum(isinstance(s, NVPBlock) for s in self.steps) + 1
+        self._add(f"coupling {n} ({kind})", NVPBlock(mask, net, kind, scale_shape))
+        if self.config.actnorm:
+            self._add(f"actnorm {n}", ActNorm(scale_shape))
+
+    def _build_mlp(self) -> None:
+        shape, cfg = self.config.shape, self.config
+        norm_shape = shape if len(shape) == 1 else (shape[0],) + (1,) * (len(shape) - 1)
+        for i in range(cfg.n_blocks):
+            mask = half_mask(self.dim, i).view(shape)  # the halves swap from block to block
+            self._add_coupling(mask, MLPNet(self.dim, cfg.hidden), "half", norm_shape)
+        self.latent_shapes = [tuple(shape)]
+
+    def _build_multiscale(self) -> None:
+        cfg = self.config
+        c, h, w = cfg.shape
+
+        def resnet(channels: int) -> ResNet:
+            return ResNet(channels, cfg.width, cfg.res_blocks)
+
+        if cfg.squeeze_first:
+            self._add("squeeze 0", Squeeze())
+            c, h, w = 4 * c, h // 2, w // 2
+        for scale in range(1, cfg.n_scales + 1):
+            last = scale == cfg.n_scales
+            for k in range(cfg.final_couplings if last else cfg.couplings_per_half):
+                self._add_coupling(checkerboard_mask(h, w, k), resnet(c), "checkerboard", (c, 1, 1))
+            if last:
+                break
+            if h % 2 or w % 2:
+                raise ValueError(f"cannot squeeze a {h}x{w} map: use fewer scales")
+            self._add(f"squeeze {scale}", Squeeze())
+            c, h, w = 4 * c, h // 2, w // 2
+            for k in range(cfg.couplings_per_half):
+                self._add_coupling(channel_mask(c, k), resnet(c), "channel", (c, 1, 1))
+            self._add(f"factor-out {scale}", FactorOut())
+            self.latent_shapes.append((c // 2, h, w))
+            c //= 2
+        self.latent_shapes.append((c, h, w))
+
+    # ----- the two directions -------------------------------------------------------------
+    def _as_unit(self, x: Tensor) -> Tensor:
+        """uint8 images are dequantized at the bin centres; anything else is taken as it is."""
+        x = x.to(self.device)
+        if x.dtype == torch.uint8:
+            x = dequantize(x, "mid")
+        if len(self.config.shape) == 3 and x.dim() == 3:
+            x = x.unsqueeze(1)
+        return x
+
+    def _run_forward(self, x: Tensor, keep_trace: bool) -> tuple[Tensor, Tensor, list[TraceStep]]:
+        h = self._as_unit(x)
+        logdet = h.new_zeros(h.shape[0])
+        trace: list[TraceStep] = []
+        if keep_trace:
+            trace.append(TraceStep("input", "data", h, h.new_zeros(h.shape[0])))
+        if self.logit is not None:
+            h, ld = self.logit(h)
+            logdet = logdet + ld
+            if keep_trace:
+                trace.append(TraceStep("dequantize + logit", "preprocess", h, ld))
+        zs: list[Tensor] = []
+        for name, step in zip(self.names, self.steps):
+            before = h
+            if isinstance(step, FactorOut):
+                h, z = step.split(h)
+                zs.append(z)
+                ld = h.new_zeros(h.shape[0])
+            else:
+                h, ld = step(h)
+            logdet = logdet + ld
+            if keep_trace:
+                trace.append(self._trace_step(name, step, before, h, ld, list(zs)))
+        z = torch.cat([zi.flatten(1) for zi in zs] + [h.flatten(1)], dim=1)
+        return z, logdet, trace
+
+    @staticmethod
+    def _trace_step(name: str, step: nn.Module, before: Tensor, after: Tensor, ld: Tensor,
+                    zs: list[Tensor]) -> TraceStep:
+        entry = TraceStep(name, trace_kind(step), after, ld, zs)
+        if isinstance(step, NVPBlock):
+            entry.mask = step.mask
+            entry.s, entry.t = step.scale_and_translation(before)
+        return entry
+
+    def split_latent(self, z: Tensor) -> list[Tensor]:
+        """Flat z (B, D) -> [z_1, ..., z_k, h_final] in their shapes (the factored-out scales first)."""
+        sizes = [math.prod(s) for s in self.latent_shapes]
+        return [p.reshape(z.shape[0], *s) for p, s in zip(z.split(sizes, dim=1), self.latent_shapes)]
+
+    def _run_inverse(self, z: Tensor, keep_trace: bool) -> tuple[Tensor, list[TraceStep]]:
+        *zs, h = self.split_latent(z.to(self.device))
+        trace: list[TraceStep] = []
+        if keep_trace:
+            trace.append(TraceStep("latent", "data", h, h.new_zeros(h.shape[0]), list(zs)))
+        for name, step in zip(reversed(self.names), reversed(self.steps)):
+            if isinstance(step, FactorOut):
+                h = step.merge(h, zs.pop())
+            else:
+                h = step.inverse(h)
+            if keep_trace:
+                # The inverse block's log-det is minus the forward one at the reconstructed input.
+                ld = h.new_zeros(h.shape[0]) if isinstance(step, FactorOut) else -step(h)[1]
+                trace.append(TraceStep(name, trace_kind(step), h, ld, list(zs)))
+        if self.logit is not None:
+            u = self.logit.inverse(h)
+            if keep_trace:
+                trace.append(TraceStep("inverse logit", "preprocess", u, -self.logit(u)[1]))
+            h = u
+        return h, trace
+
+    # ----- public API ---------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x -> (z, log|det dz/dx|); images as floats in [0, 1] (dequantized) or uint8."""
+        z, logdet, _ = self._run_forward(x, keep_trace=False)
+        return z, logdet
+
+    def inverse(self, z: Tensor) -> Tensor:
+        return self._run_inverse(z, keep_trace=False)[0]
+
+    def log_prob(self, x: Tensor) -> Tensor:
+        """Exact log density in nats per example: log N(z; 0, I) + log|det dz/dx|."""
+        z, logdet = self(x)
+        return prior_log_prob(z) + logdet
+
+    def bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Per-example bits/dim. 8-bit images (uint8) are dequantized with uniform noise and the
+        result is on the [0, 256) pixel scale: (-log p(u) + D log 256) / (D log 2). Toy points:
+        -log p(x) / (D log 2)."""
+        if self.config.preprocess:
+            if x.dtype != torch.uint8:
+                raise TypeError("bits_per_dim takes 8-bit images (torch.uint8)")
+            x = dequantize(x.to(self.device), "uniform", generator)
+        return self.bits_from_log_prob(self.log_prob(x))
+
+    def bits_from_log_prob(self, log_prob: Tensor) -> Tensor:
+        """Nats per example -> bits/dim; for images log p(u) on [0, 1)^D moves to the [0, 256)
+        pixel scale by subtracting D log 256 (paper Sec. 4.1)."""
+        offset = self.dim * math.log(256) if self.config.preprocess else 0.0
+        return (offset - log_prob) / (self.dim * math.log(2))
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Images (uint8, or floats in [0, 1]) or points -> flat latents z of shape (B, D)."""
+        return self(x)[0]
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Flat latents (B, D) -> images in [0, 1] of shape (B, C, H, W), or points."""
+        return self.inverse(z)
+
+    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
+        """Decode z ~ N(0, T^2 I); T < 1 trades diversity for cleaner samples."""
+        z = torch.randn(n, self.dim, generator=generator).to(self.device) * temperature
+        return self.decode(z)
+
+    def trace(self, x: Tensor) -> list[TraceStep]:
+        """Forward trace x -> z: the input, then one entry per block in order."""
+        return self._run_forward(x, keep_trace=True)[2]
+
+    def trace_inverse(self, z: Tensor) -> list[TraceStep]:
+        """Generative trace z -> x: the latent, then one entry per block in reverse order."""
+        return self._run_inverse(z, keep_trace=True)[1]
+
+
+def trace_kind(step: nn.Module) -> str:
+    return {NVPBlock: "coupling", ActNorm: "actnorm", Squeeze: "squeeze", FactorOut: "factor-out"}[type(step)]
+
+
+def prior_log_prob(z: Tensor) -> Tensor:
+    """log N(z; 0, I) summed over dimensions."""
+    return -0.5 * (z.pow(2) + LOG_2PI).flatten(1).sum(1)
+
+
+def build_model(preset_or_config: str | FlowConfig | dict, **overrides) -> Flow:
+    """A fresh model from a preset name, a FlowConfig or its dict; keyword overrides replace fields."""
+    if isinstance(preset_or_config, str):
+        if preset_or_config not in PRESETS:
+            raise ValueError(f"unknown preset {preset_or_config!r}; choose from {', '.join(PRESETS)}")
+        base = PRESETS[preset_or_config][0]
+    elif isinstance(preset_or_config, dict):
+        base = FlowConfig.from_dict(preset_or_config)
+    else:
+        base = preset_or_config
+    config = FlowConfig.from_dict({**base.__dict__, **overrides})
+    return Flow(config)

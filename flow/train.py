@@ -1,0 +1,262 @@
+"""Train a Real NVP: python -m flow.train --preset P --data D --epochs N [--resume ...].
+
+Writes into the run folder: checkpoint.safetensors (each epoch, atomically), train_state.pt
+(optimizer, for --resume), metrics.jsonl, samples/epoch_NNN.png, samples.png and status.json.
+Works the same under `torchrun --nproc_per_node=N -m flow.train ...` (DDP; rank 0 writes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+from torch.utils.data.distributed import DistributedSampler
+from tqdm import tqdm
+
+from flow import distributed as dd
+from flow.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from flow.data import DATASETS, load_dataset
+from flow.evaluate import evaluate_bpd
+from flow.layers import dequantize
+from flow.model import PRESETS, build_model, prior_log_prob
+from flow.viz import samples_picture
+
+EXIT_DIVERGED = 3
+
+
+class Stopper:
+    """SIGTERM/SIGINT ask for a stop; training finishes its current step, saves and ends."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._request)
+
+    def _request(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+
+class RunFolder:
+    """The files of one run; only rank 0 writes."""
+
+    def __init__(self, path: Path, writer: bool):
+        self.path, self.writer = path, writer
+        self.checkpoint, self.state = path / "checkpoint.safetensors", path / "train_state.pt"
+        if writer:
+            (path / "samples").mkdir(parents=True, exist_ok=True)
+
+    def log(self, record: dict) -> None:
+        if self.writer:
+            with open(self.path / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(record) + "\n")
+
+    def status(self, state: str, message: str = "", **extra: object) -> None:
+        if self.writer:
+            record = {"state": state, "message": message, "pid": os.getpid(), "updated": time.time(), **extra}
+            atomic_write(self.path / "status.json", lambda tmp: tmp.write_text(json.dumps(record)))
+
+    def save(self, model, optimizer, meta: dict) -> None:
+        if not self.writer:
+            return
+        save_checkpoint(model, self.checkpoint, **meta)
+        state = {"optimizer": optimizer.state_dict(), "epoch": meta["epoch"], "step": meta["step"]}
+        atomic_write(self.state, lambda tmp: torch.save(state, tmp))
+
+    def save_samples(self, model, epoch: int) -> None:
+        if self.writer:
+            img = samples_picture(model, 64, temperature=0.8 if len(model.config.shape) == 3 else 1.0)
+            img.save(self.path / "samples" / f"epoch_{epoch:03d}.png")
+            atomic_write(self.path / "samples.png", lambda tmp: img.save(tmp, format="PNG"))
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """--set width=32 --set hidden=[64,64] -> {"width": 32, "hidden": [64, 64]} (values as JSON)."""
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def lr_factor(progress: float, step: int, warmup: int, schedule: str) -> float:
+    """Linear warm-up over `warmup` steps, then constant or cosine decay to 0 at progress 1."""
+    warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    decay = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) if schedule == "cosine" else 1.0
+    return warm * decay
+
+
+def build_parser() -> argparse.ArgumentParser:
+    presets = "\n".join(f"  {name:9s} {desc}" for name, (_, desc) in PRESETS.items())
+    p = argparse.ArgumentParser(prog="python -m flow.train", description=__doc__ + "\npresets:\n" + presets,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", choices=list(PRESETS), default="realnvp")
+    p.add_argument("--data", choices=DATASETS, default=None, help="default: mnist, or moons for toy-2d")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=None, help="per process; default: the preset's")
+    p.add_argument("--lr", type=float, default=None, help="default: the preset's")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--run-dir", type=Path, default=None, help="default: checkpoints/runs/<preset>-<time>")
+    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty; the paper used 5e-5")
+    p.add_argument("--grad-clip", type=float, default=100.0, help="max gradient norm (0: off)")
+    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
+    p.add_argument("--warmup", type=int, default=200, help="learning-rate warm-up steps")
+    p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds of training")
+    p.add_argument("--limit-train", type=int, default=None, help="train on the first N examples only")
+    p.add_argument("--limit-test", type=int, default=None, help="evaluate on the first N test examples only")
+    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
+    p.add_argument("--log-every", type=int, default=20, help="steps between metrics lines")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override an architecture field of the preset, e.g. --set width=32")
+    p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the s/t networks (CUDA)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    device = dd.pick_device(args.device)
+    rank, world = dd.setup(device)
+    try:
+        return train(args, device, rank, world)
+    finally:
+        dd.teardown()
+
+
+def train(args: argparse.Namespace, device: torch.device, rank: int, world: int) -> int:
+    data_name = args.data or ("moons" if args.preset == "toy-2d" else "mnist")
+    if (data_name == "mnist") != (args.preset != "toy-2d"):
+        raise SystemExit(f"error: preset {args.preset} does not fit data set {data_name}")
+    if args.epochs < 1:
+        raise SystemExit("error: --epochs must be at least 1")
+    run_dir = args.run_dir or Path("checkpoints/runs") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = RunFolder(run_dir, writer=rank == 0)
+    torch.manual_seed(args.seed)
+
+    if args.resume:
+        try:
+            model = load_checkpoint(run.checkpoint, device)
+        except CheckpointError as e:
+            raise SystemExit(f"error: cannot resume: {e}") from e
+        meta = model.metadata
+        config, start_epoch, step = model.config, meta["epoch"], meta["step"]
+        elapsed_before = meta.get("train_seconds", 0.0)
+    else:
+        config = build_model(args.preset, **parse_overrides(args.overrides)).config
+        model = build_model(config).to(device)
+        start_epoch, step, elapsed_before = 0, 0, 0.0
+    batch_size = args.batch_size or config.batch_size
+    lr = args.lr if args.lr is not None else config.lr
+    if lr <= 0 or batch_size < 1:
+        raise SystemExit("error: --lr must be positive and --batch-size at least 1")
+
+    train_x = load_dataset(data_name, "train")[: args.limit_train]
+    test_x = load_dataset(data_name, "test")[: args.limit_test]
+    if not args.resume:  # ActNorm's data-dependent initialisation, before DDP copies rank 0's weights
+        model.train()
+        with torch.no_grad():
+            model.bits_per_dim(train_x[:512].to(device)) if config.preprocess else model(train_x[:512].to(device))
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=args.weight_decay)
+    if args.resume and run.state.exists():
+        state = torch.load(run.state, map_location=device, weights_only=True)
+        if state["epoch"] == start_epoch and state["step"] == step:
+            optimizer.load_state_dict(state["optimizer"])
+        else:
+            print("warning: optimizer state is from another epoch; starting it afresh", file=sys.stderr)
+    net = DistributedDataParallel(model) if world > 1 else model
+
+    dataset = TensorDataset(train_x)
+    g = torch.Generator().manual_seed(args.seed)
+    sampler = DistributedSampler(dataset, seed=args.seed) if world > 1 else RandomSampler(dataset, generator=g)
+    loader = DataLoader(dataset, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=True))
+    steps_per_epoch = len(loader)
+    total_steps = min(args.max_steps or 10**12, steps_per_epoch * args.epochs)
+
+    stopper = Stopper()
+    run.status("running", epoch=start_epoch, step=step, epochs=args.epochs, world_size=world)
+    meta = {"preset": args.preset, "data": data_name, "epochs_planned": args.epochs, "batch_size": batch_size,
+            "lr": lr, "world_size": world, "device": str(device)}
+    start = time.time()
+
+    def elapsed() -> float:
+        return elapsed_before + time.time() - start
+
+    def checkpoint(epoch: int, test_bpd: float | None) -> None:
+        run.save(model, optimizer, {**meta, "epoch": epoch, "step": step, "test_bpd": test_bpd,
+                                    "train_seconds": round(elapsed(), 1)})
+
+    last_test_bpd, ended = None, "finished"
+    for epoch in range(start_epoch, args.epochs):
+        if world > 1:
+            sampler.set_epoch(epoch)
+        net.train()
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=rank != 0, dynamic_ncols=True)
+        window_bpd, window_n, window_t = 0.0, 0, time.time()
+        epoch_images, epoch_t, batches = 0, time.time(), 0
+        for (batch,) in bar:
+            batch = batch.to(device, non_blocking=True)
+            progress = max(step / total_steps, elapsed() / args.time_limit if args.time_limit else 0.0)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * lr_factor(progress, step, args.warmup, args.schedule)
+            x = dequantize(batch, "uniform") if config.preprocess else batch
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
+                z, logdet = net(x)
+            loss = model.bits_from_log_prob(prior_log_prob(z.float()) + logdet.float()).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if args.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
+            loss_sum, n_sum, stop_votes = dd.all_sum([loss.item() * len(batch), len(batch), float(stopper.requested)],
+                                                     device)
+            if not math.isfinite(loss_sum):
+                msg = (f"training diverged at step {step} (the loss became {loss_sum / n_sum}); the last good "
+                       f"checkpoint is kept. Try a lower learning rate than {lr:g}.")
+                print(f"error: {msg}", file=sys.stderr)
+                run.status("diverged", msg, epoch=epoch, step=step)
+                return EXIT_DIVERGED
+            optimizer.step()
+            step, batches = step + 1, batches + 1
+            window_bpd, window_n, epoch_images = window_bpd + loss_sum, window_n + int(n_sum), epoch_images + int(n_sum)
+            bar.set_postfix(bpd=f"{loss_sum / n_sum:.3f}")
+            if step % args.log_every == 0:
+                now = time.time()
+                run.log({"kind": "step", "step": step, "epoch": epoch + batches / steps_per_epoch,
+                         "train_bpd": window_bpd / window_n, "test_bpd": None,
+                         "images_per_s": window_n / (now - window_t), "wall_time": round(elapsed(), 2)})
+                window_bpd, window_n, window_t = 0.0, 0, now
+            if stop_votes:
+                ended = "stopped"
+            if stop_votes or step >= total_steps or (args.time_limit and elapsed() >= args.time_limit):
+                break
+        bar.close()
+        train_time = time.time() - epoch_t
+        total, n = dd.all_sum(list(evaluate_bpd(model, test_x[rank::world], seed=args.seed)), device)
+        last_test_bpd = total / n
+        run.log({"kind": "epoch", "step": step, "epoch": epoch + batches / steps_per_epoch, "train_bpd": None,
+                 "test_bpd": last_test_bpd, "images_per_s": epoch_images / train_time, "wall_time": round(elapsed(), 2)})
+        run.save_samples(model, epoch + 1)
+        checkpoint(epoch + 1 if batches == steps_per_epoch else epoch, last_test_bpd)
+        dd.barrier()
+        if rank == 0:
+            tqdm.write(json.dumps({"epoch": epoch + 1, "step": step, "test_bpd": round(last_test_bpd, 4)}))
+        if batches < steps_per_epoch or step >= total_steps:
+            break
+    run.status(ended, f"{ended} after {step} steps; test bits/dim {last_test_bpd:.4f}", epoch=args.epochs,
+               step=step, test_bpd=last_test_bpd)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
