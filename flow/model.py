@@ -52,7 +52,7 @@ PRESETS: dict[str, tuple[FlowConfig, str]] = {
         "the seed design: 4 half-split MLP couplings on the flattened 784-dim image",
     ),
     "realnvp": (
-        FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, width=64, res_blocks=2, lr=1e-3),
+        FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, width=32, res_blocks=2, lr=1e-3),
         "the paper's multi-scale conv Real NVP, squeezed to 14x14x4 first, sized for 2 CPU cores",
     ),
     "toy-2d": (

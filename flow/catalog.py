@@ -1,0 +1,75 @@
+"""Which models the app can offer: the shipped checkpoints and every run's latest checkpoint."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from flow.checkpoint import CheckpointError, read_header
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINT_DIR = ROOT / "checkpoints"
+RUNS_DIR = CHECKPOINT_DIR / "runs"
+
+
+@dataclass
+class ModelEntry:
+    path: Path
+    source: str  # "shipped" or "run"
+    name: str  # file stem, or the run folder's name
+    preset: str = "?"
+    data: str = "?"
+    epoch: int | None = None
+    test_bpd: float | None = None
+    run_state: str | None = None  # runs only: the state in status.json
+    error: str | None = None  # why the checkpoint is unusable
+
+    @property
+    def is_image_model(self) -> bool:
+        return self.data == "mnist"
+
+    @property
+    def label(self) -> str:
+        bpd = f"{self.test_bpd:.3f} bits/dim" if self.test_bpd is not None else "not evaluated"
+        where = "shipped" if self.source == "shipped" else f"run, {self.run_state or 'unknown'}"
+        return f"{self.name} · {self.preset} on {self.data} · epoch {self.epoch} · {bpd} ({where})"
+
+    @property
+    def version(self) -> float:
+        """Changes whenever the file is rewritten: part of the cache key of a loaded model."""
+        try:
+            return self.path.stat().st_mtime_ns
+        except OSError:
+            return 0
+
+
+def _entry(path: Path, source: str, name: str) -> ModelEntry:
+    entry = ModelEntry(path=path, source=source, name=name)
+    try:
+        _, meta = read_header(path)
+    except CheckpointError as e:
+        entry.error = e.reason
+        return entry
+    entry.preset, entry.data = meta.get("preset", "?"), meta.get("data", "?")
+    entry.epoch, entry.test_bpd = meta.get("epoch"), meta.get("test_bpd")
+    return entry
+
+
+def list_models(checkpoint_dir: Path = CHECKPOINT_DIR) -> list[ModelEntry]:
+    """Shipped checkpoints (best MNIST model first), then runs' checkpoints (newest first).
+    Unusable files are listed too, with `error` saying why."""
+    shipped = [_entry(p, "shipped", p.stem) for p in sorted(checkpoint_dir.glob("*.safetensors"))]
+    shipped.sort(key=lambda e: (e.error is not None, not e.is_image_model,
+                                e.test_bpd if e.test_bpd is not None else float("inf"), e.name))
+    runs = []
+    runs_dir = checkpoint_dir / "runs"
+    if runs_dir.is_dir():
+        for ckpt in runs_dir.glob("*/checkpoint.safetensors"):
+            entry = _entry(ckpt, "run", ckpt.parent.name)
+            try:
+                entry.run_state = json.loads((ckpt.parent / "status.json").read_text()).get("state")
+            except (OSError, ValueError):
+                entry.run_state = None
+            runs.append(entry)
+        runs.sort(key=lambda e: e.version, reverse=True)
+    return shipped + runs

@@ -1,0 +1,54 @@
+"""The model picker every page shares (drawn by streamlit_app.py) and the cached model behind it."""
+from __future__ import annotations
+
+import streamlit as st
+
+from flow.catalog import ModelEntry, list_models
+from flow.checkpoint import CheckpointError, load_checkpoint
+from flow.model import Flow
+
+KEY = "model_path"
+
+
+@st.cache_resource(max_entries=6, show_spinner="Loading model…")
+def _load(path: str, version: float) -> Flow:
+    """One copy per checkpoint file version, shared by all sessions; a rewritten file is a new key."""
+    return load_checkpoint(path)
+
+
+def model_picker() -> None:
+    """Sidebar select box of usable models; unusable checkpoint files are listed with their reason."""
+    entries = list_models()
+    usable = [e for e in entries if e.error is None]
+    paths = [str(e.path) for e in usable]
+    if st.session_state.get(KEY) not in paths:
+        st.session_state[KEY] = paths[0] if paths else None
+    with st.sidebar:
+        if not usable:
+            st.warning("No usable model yet: train one on the Train page.")
+        else:
+            by_path = {str(e.path): e for e in usable}
+            st.selectbox("Model", paths, key=KEY, format_func=lambda p: by_path[p].label,
+                         help="Shipped checkpoints and the latest checkpoint of every training run.")
+        broken = [e for e in entries if e.error is not None]
+        if broken:
+            with st.expander(f"{len(broken)} unusable checkpoint file(s)"):
+                for e in broken:
+                    st.caption(f"**{e.path.name}** ({e.source}): {e.error}")
+
+
+def current_model(images_only: bool = False) -> tuple[Flow, ModelEntry] | None:
+    """The model chosen in the sidebar, loaded once and cached; None (with a message) if there is none."""
+    path = st.session_state.get(KEY)
+    entry = next((e for e in list_models() if str(e.path) == path and e.error is None), None)
+    if entry is None:
+        st.info("Choose a model in the sidebar (or train one on the Train page).")
+        return None
+    if images_only and not entry.is_image_model:
+        st.info(f"This page needs an MNIST model; **{entry.name}** is a 2-D model. Pick another in the sidebar.")
+        return None
+    try:
+        return _load(str(entry.path), entry.version), entry
+    except CheckpointError as e:
+        st.error(f"{e}. Pick another model in the sidebar.")
+        return None
