@@ -221,8 +221,10 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
             loss_sum, n_sum, stop_votes = dd.all_sum([loss.item() * len(batch), len(batch), float(stopper.requested)],
                                                      device)
             if not math.isfinite(loss_sum):
-                msg = (f"training diverged at step {step} (the loss became {loss_sum / n_sum}); the last good "
-                       f"checkpoint is kept. Try a lower learning rate than {lr:g}.")
+                kept = ("the last good checkpoint is kept" if run.checkpoint.exists()
+                        else "no checkpoint had been written yet")
+                msg = (f"training diverged at step {step} (the loss became {loss_sum / n_sum}); {kept}. "
+                       f"Try a lower learning rate than {lr:g}.")
                 print(f"error: {msg}", file=sys.stderr)
                 run.status("diverged", msg, epoch=epoch, step=step)
                 return EXIT_DIVERGED

@@ -1,0 +1,114 @@
+"""The training and evaluation command lines, run for real as processes on real MNIST."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from flow.checkpoint import load_checkpoint
+
+ROOT = Path(__file__).resolve().parent.parent
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def train(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "flow.train", *args], cwd=ROOT, env=ENV, capture_output=True,
+                          text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"flow.train failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+    return proc
+
+
+def metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+MNIST_SMALL = ["--preset", "seed-mlp", "--data", "mnist", "--limit-train", "3000", "--limit-test", "500",
+               "--batch-size", "50", "--log-every", "10", "--warmup", "20"]
+
+
+def test_short_mnist_training_lowers_test_bpd_and_evaluate_agrees(tmp_path):
+    run = tmp_path / "run"
+    proc = train(*MNIST_SMALL, "--epochs", "2", "--run-dir", str(run))
+    assert "epoch 1/2" in proc.stderr  # the tqdm bar
+    epochs = [m for m in metrics(run) if m["kind"] == "epoch"]
+    steps = [m for m in metrics(run) if m["kind"] == "step"]
+    assert len(epochs) == 2 and len(steps) == 12
+    assert all(m["train_bpd"] > 0 and m["images_per_s"] > 0 for m in steps)
+    assert epochs[1]["test_bpd"] < epochs[0]["test_bpd"] < 9.0
+    assert steps[-1]["train_bpd"] < steps[0]["train_bpd"]
+    assert (run / "samples" / "epoch_001.png").exists() and (run / "samples" / "epoch_002.png").exists()
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "finished"
+    model = load_checkpoint(run / "checkpoint.safetensors")
+    assert model.metadata["epoch"] == 2 and model.metadata["preset"] == "seed-mlp"
+    out = subprocess.run([sys.executable, "-m", "flow.evaluate", "--checkpoint", str(run / "checkpoint.safetensors"),
+                          "--limit", "500"], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    report = json.loads(out.stdout)
+    assert report["n"] == 500
+    assert report["test_bpd"] == pytest.approx(epochs[1]["test_bpd"], abs=1e-4)
+
+
+def test_resume_continues_from_the_saved_epoch_with_optimizer_state(tmp_path):
+    run = tmp_path / "run"
+    args = ["--preset", "toy-2d", "--data", "moons", "--run-dir", str(run)]
+    train(*args, "--epochs", "1")
+    first = load_checkpoint(run / "checkpoint.safetensors").metadata
+    state = torch.load(run / "train_state.pt", weights_only=True)
+    assert state["epoch"] == 1 and state["optimizer"]["state"]
+    train(*args, "--epochs", "2", "--resume")
+    second = load_checkpoint(run / "checkpoint.safetensors").metadata
+    assert (first["epoch"], second["epoch"]) == (1, 2)
+    assert second["step"] == 2 * first["step"]
+    epochs = [m for m in metrics(run) if m["kind"] == "epoch"]
+    assert [round(m["epoch"]) for m in epochs] == [1, 2]
+
+
+def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    args = ["--preset", "toy-2d", "--data", "moons", "--run-dir", str(run)]
+    train(*args, "--epochs", "1")
+    good = (run / "checkpoint.safetensors").read_bytes()
+    proc = train(*args, "--epochs", "2", "--resume", "--lr", "1000", "--warmup", "0", check=False)
+    assert proc.returncode == 3
+    assert "diverged" in proc.stderr and "lower learning rate" in proc.stderr
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "diverged" and "last good checkpoint is kept" in status["message"]
+    assert (run / "checkpoint.safetensors").read_bytes() == good
+    assert load_checkpoint(run / "checkpoint.safetensors").metadata["epoch"] == 1
+
+
+def test_sigterm_stops_after_the_current_step_and_saves(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "flow.train", "--preset", "toy-2d", "--data", "moons",
+                             "--epochs", "500", "--log-every", "5", "--run-dir", str(run)], cwd=ROOT, env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 120
+        while not (run / "metrics.jsonl").exists() and time.time() < deadline:
+            time.sleep(0.2)
+        assert (run / "metrics.jsonl").exists(), "training never logged a step"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=60) == 0
+    finally:
+        proc.kill()
+    status = json.loads((run / "status.json").read_text())
+    assert status["state"] == "stopped"
+    model = load_checkpoint(run / "checkpoint.safetensors")
+    assert model.metadata["step"] == status["step"] > 0
+    assert model.metadata["epoch"] < 500
+
+
+def test_bad_arguments_are_refused(tmp_path):
+    proc = train("--preset", "toy-2d", "--data", "mnist", "--run-dir", str(tmp_path / "r"), check=False)
+    assert proc.returncode != 0 and "does not fit" in proc.stderr
+    proc = train("--preset", "toy-2d", "--data", "moons", "--epochs", "0", "--run-dir", str(tmp_path / "r"),
+                 check=False)
+    assert proc.returncode != 0 and "--epochs" in proc.stderr
+    proc = train("--help")
+    assert all(p in proc.stdout for p in ("seed-mlp", "realnvp", "toy-2d"))
