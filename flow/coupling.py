@@ -44,7 +44,7 @@ class NVPBlock(nn.Module):
     def scale_and_translation(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """s and t for input x; both are zero on the kept part, so the kept part stays put."""
         free = 1.0 - self.mask
-        raw_s, t = self.net(x * self.mask)
+        raw_s, t = (v.to(x.dtype) for v in self.net(x * self.mask))  # float32 even under bf16 autocast
         return self.scale * torch.tanh(raw_s) * free, t * free
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

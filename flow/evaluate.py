@@ -15,24 +15,28 @@ from flow.model import Flow
 
 
 @torch.no_grad()
-def evaluate_bpd(model: Flow, data: Tensor, batch_size: int = 500, seed: int = 0) -> tuple[float, int]:
-    """(sum of per-example bits/dim, count) over `data`, with seeded dequantization noise so that
-    repeated evaluations agree. Returns the sum so that shards (DDP ranks) can be added up."""
+def evaluate_bpd(model: Flow, data: Tensor, batch_size: int = 500, seed: int = 0, rank: int = 0,
+                 world: int = 1) -> tuple[float, int]:
+    """(sum of per-example bits/dim, count) over this rank's shard data[rank::world].
+
+    The dequantization noise is drawn for the whole set from `seed` before sharding, so one process
+    and N processes evaluate the same noisy images; the sum lets shards be added up across ranks."""
     was_training = model.training
     model.eval()
-    g = torch.Generator().manual_seed(seed)
+    idx = torch.arange(rank, len(data), world)
+    if data.dtype == torch.uint8:
+        noise = torch.rand(data.shape, generator=torch.Generator().manual_seed(seed))[idx]
     total = 0.0
-    for i in range(0, len(data), batch_size):
-        batch = data[i:i + batch_size]
-        if batch.dtype == torch.uint8:  # draw noise on the CPU so every device gives the same bound
-            noise = torch.rand(batch.shape, generator=g)
-            u = (batch.float() + noise) / 256.0
+    for i in range(0, len(idx), batch_size):
+        batch = data[idx[i:i + batch_size]]
+        if data.dtype == torch.uint8:
+            u = (batch.float() + noise[i:i + batch_size]) / 256.0
             bpd = model.bits_from_log_prob(model.log_prob(u.to(model.device)))
         else:
             bpd = model.bits_per_dim(batch.to(model.device))
         total += bpd.double().sum().item()
     model.train(was_training)
-    return total, len(data)
+    return total, len(idx)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="override an architecture field of the preset, e.g. --set width=32")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the s/t networks (CUDA)")
+    p.add_argument("--index-log", action="store_true",
+                   help="append the example indices each process trains on to indices.rankN.txt (for checks)")
     return p
 
 
@@ -152,6 +154,8 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         meta = model.metadata
         config, start_epoch, step = model.config, meta["epoch"], meta["step"]
         elapsed_before = meta.get("train_seconds", 0.0)
+        if start_epoch >= args.epochs:
+            raise SystemExit(f"error: the run has already trained {start_epoch} epochs; pass --epochs above that")
     else:
         config = build_model(args.preset, **parse_overrides(args.overrides)).config
         model = build_model(config).to(device)
@@ -177,7 +181,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
             print("warning: optimizer state is from another epoch; starting it afresh", file=sys.stderr)
     net = DistributedDataParallel(model) if world > 1 else model
 
-    dataset = TensorDataset(train_x)
+    dataset = TensorDataset(train_x, torch.arange(len(train_x)))
     g = torch.Generator().manual_seed(args.seed)
     sampler = DistributedSampler(dataset, seed=args.seed) if world > 1 else RandomSampler(dataset, generator=g)
     loader = DataLoader(dataset, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=True))
@@ -197,7 +201,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         run.save(model, optimizer, {**meta, "epoch": epoch, "step": step, "test_bpd": test_bpd,
                                     "train_seconds": round(elapsed(), 1)})
 
-    last_test_bpd, ended = None, "finished"
+    last_test_bpd, ended, completed = None, "finished", start_epoch
     for epoch in range(start_epoch, args.epochs):
         if world > 1:
             sampler.set_epoch(epoch)
@@ -205,7 +209,10 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=rank != 0, dynamic_ncols=True)
         window_bpd, window_n, window_t = 0.0, 0, time.time()
         epoch_images, epoch_t, batches = 0, time.time(), 0
-        for (batch,) in bar:
+        for batch, indices in bar:
+            if args.index_log:
+                with open(run.path / f"indices.rank{rank}.txt", "a") as f:
+                    f.write(" ".join(map(str, indices.tolist())) + "\n")
             batch = batch.to(device, non_blocking=True)
             progress = max(step / total_steps, elapsed() / args.time_limit if args.time_limit else 0.0)
             for group in optimizer.param_groups:
@@ -244,19 +251,20 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
                 break
         bar.close()
         train_time = time.time() - epoch_t
-        total, n = dd.all_sum(list(evaluate_bpd(model, test_x[rank::world], seed=args.seed)), device)
+        total, n = dd.all_sum(list(evaluate_bpd(model, test_x, seed=args.seed, rank=rank, world=world)), device)
         last_test_bpd = total / n
         run.log({"kind": "epoch", "step": step, "epoch": epoch + batches / steps_per_epoch, "train_bpd": None,
                  "test_bpd": last_test_bpd, "images_per_s": epoch_images / train_time, "wall_time": round(elapsed(), 2)})
         run.save_samples(model, epoch + 1)
-        checkpoint(epoch + 1 if batches == steps_per_epoch else epoch, last_test_bpd)
+        completed = epoch + 1 if batches == steps_per_epoch else epoch
+        checkpoint(completed, last_test_bpd)
         dd.barrier()
         if rank == 0:
             tqdm.write(json.dumps({"epoch": epoch + 1, "step": step, "test_bpd": round(last_test_bpd, 4)}))
         if batches < steps_per_epoch or step >= total_steps:
             break
-    run.status(ended, f"{ended} after {step} steps; test bits/dim {last_test_bpd:.4f}", epoch=args.epochs,
-               step=step, test_bpd=last_test_bpd)
+    run.status(ended, f"{ended} after {step} steps; test bits/dim {last_test_bpd:.4f}", epoch=completed,
+               epochs=args.epochs, step=step, test_bpd=last_test_bpd, world_size=world)
     return 0
 
 

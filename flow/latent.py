@@ -1,0 +1,178 @@
+"""Walking the latent space of a trained flow: interpolation between encoded digits (all latents,
+or only the coarse or only the fine ones of a multi-scale model), the latent manifold of the Real
+NVP paper (Sec. 5), samples at a temperature, the bits/dim of every decoded frame, and exports.
+
+Latents are flat (B, D) tensors as returned by `Flow.encode`; frames are images in [0, 1].
+"""
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+import torch
+from PIL import Image
+from torch import Tensor
+
+from flow.model import Flow
+from flow.viz import image_grid, png_bytes
+
+METHODS = ("slerp", "linear")
+PARTS = {
+    "all": "every latent",
+    "coarse": "the final latent only (it passed through every coupling: global shape)",
+    "fine": "the factored-out latents only (they left the flow early: local detail)",
+}
+PAD = 2  # make_grid's padding in image_grid
+
+
+def lerp(z0: Tensor, z1: Tensor, t: Tensor) -> Tensor:
+    """Straight line (1 - t) z0 + t z1 for every t: vectors (D,), t (N,) -> (N, D)."""
+    t = t.to(z0).view(-1, 1)
+    return (1 - t) * z0 + t * z1
+
+
+def slerp(z0: Tensor, z1: Tensor, t: Tensor) -> Tensor:
+    """Spherical interpolation: the direction moves along the great circle from z0 to z1 at constant
+    angular speed while the norm moves linearly from |z0| to |z1| (not Shoemake's formula, whose
+    norm sags between unequal end points). In D dimensions a Gaussian latent lies near the shell
+    |z| ~ sqrt(D); a straight line cuts inside it (its midpoint between two independent draws has
+    norm ~ sqrt(D/2)), slerp stays on it. Near-parallel end points, where the angle is not
+    resolvable, and opposite ones, where no great circle is unique, fall back to the straight line.
+    """
+    a, b = z0.double(), z1.double()
+    n0, n1 = a.norm(), b.norm()
+    if min(n0, n1) < 1e-12:
+        return lerp(z0, z1, t)
+    u0, u1 = a / n0, b / n1
+    omega = torch.acos((u0 @ u1).clamp(-1.0, 1.0))
+    sin_omega = torch.sin(omega)
+    if sin_omega < 1e-6:
+        return lerp(z0, z1, t)
+    t = t.double().view(-1, 1)
+    direction = (torch.sin((1 - t) * omega) * u0 + torch.sin(t * omega) * u1) / sin_omega
+    return (direction * ((1 - t) * n0 + t * n1)).to(z0.dtype)
+
+
+def latent_parts(model: Flow) -> list[str]:
+    """The parts of the latent one can interpolate alone: coarse/fine only for multi-scale models."""
+    return list(PARTS) if len(model.latent_shapes) > 1 else ["all"]
+
+
+def part_mask(model: Flow, part: str) -> Tensor:
+    """Boolean (D,) mask over the flat latent: "all"; "coarse", the final latent h (last in
+    `split_latent`); "fine", the latents factored out at the earlier scales (paper Sec. 3.6)."""
+    if part not in latent_parts(model):
+        raise ValueError(f"part must be one of {latent_parts(model)} for this model, got {part!r}")
+    sizes = [math.prod(s) for s in model.latent_shapes]
+    mask = torch.zeros(model.dim, dtype=torch.bool)
+    if part == "all":
+        mask[:] = True
+    elif part == "coarse":
+        mask[-sizes[-1]:] = True
+    else:
+        mask[:-sizes[-1]] = True
+    return mask
+
+
+def interpolate(model: Flow, z0: Tensor, z1: Tensor, n: int, method: str = "slerp",
+                part: str = "all") -> Tensor:
+    """n latents from z0 to z1 (flat, (D,) or (1, D)) -> (n, D). With part "coarse" or "fine" only
+    that part moves and the rest stays at z0's, so the last frame mixes z1's part with z0's rest."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    z0, z1 = z0.reshape(-1).cpu(), z1.reshape(-1).cpu()
+    mask = part_mask(model, part)
+    path = z0.repeat(n, 1)
+    walk = slerp if method == "slerp" else lerp
+    path[:, mask] = walk(z0[mask], z1[mask], torch.linspace(0, 1, n))
+    return path
+
+
+def manifold_angles(n: int, full_turn: bool = False) -> Tensor:
+    """n angles from 0 to pi/2 (the four digits at the corners), or n around the whole circle
+    (0, 2 pi / n, ...), as in the paper's figure."""
+    if full_turn:
+        return torch.arange(n, dtype=torch.float64) * (2 * math.pi / n)
+    return torch.linspace(0, math.pi / 2, n, dtype=torch.float64)
+
+
+def manifold(z: Tensor, n: int, full_turn: bool = False) -> Tensor:
+    """The paper's latent manifold from four latents z (4, D) (Dinh et al. 2016, Sec. 5):
+    z(a, b) = cos(a) (cos(b) z1 + sin(b) z2) + sin(a) (cos(b) z3 + sin(b) z4),
+    on an n x n grid of angles -> (n * n, D), a down the rows, b across the columns.
+    Mutually orthogonal latents of equal norm (nearly so for Gaussian draws) keep that norm."""
+    if z.shape[0] != 4:
+        raise ValueError(f"the manifold needs 4 latents, got {z.shape[0]}")
+    ang = manifold_angles(n, full_turn)
+    ca, sa = ang.cos().view(n, 1, 1), ang.sin().view(n, 1, 1)
+    cb, sb = ang.cos().view(1, n, 1), ang.sin().view(1, n, 1)
+    z1, z2, z3, z4 = z.double().cpu()
+    grid = ca * (cb * z1 + sb * z2) + sa * (cb * z3 + sb * z4)
+    return grid.reshape(n * n, -1).to(z.dtype)
+
+
+def sample_latents(model: Flow, n: int, temperature: float, seed: int) -> Tensor:
+    """z ~ N(0, T^2 I), reproducible from the seed (the same draws as `Flow.sample`)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, model.dim, generator=g) * temperature
+
+
+def quantize(frames: Tensor) -> Tensor:
+    """Images in [0, 1] -> 8-bit pixels floor(256 u), so a digit decoded at its bin centres
+    comes back as exactly the same uint8 image."""
+    return (frames * 256).floor().clamp(0, 255).to(torch.uint8)
+
+
+@torch.inference_mode()
+def decode_with_bits(model: Flow, z: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Decode latents (N, D) -> (frames (N, C, H, W) in [0, 1], bits/dim (N,) of each quantized
+    frame, with dequantization noise fixed by the seed so the numbers are stable across reruns)."""
+    frames = model.decode(z.to(model.device)).cpu()
+    bits = model.bits_per_dim(quantize(frames), generator=torch.Generator(model.device).manual_seed(seed))
+    return frames, bits.cpu()
+
+
+@torch.inference_mode()
+def encode_digits(model: Flow, digits: Tensor) -> Tensor:
+    """uint8 digits (B, 1, 28, 28) -> flat latents (B, D), dequantized at the bin centres."""
+    return model.encode(digits).cpu()
+
+
+def grid_figure(frames: Tensor, nrow: int, labels: Sequence[str]) -> go.Figure:
+    """A grid of frames as one plotly picture; hovering a frame shows its label (e.g. bits/dim).
+    An invisible marker sits on each frame's centre and the nearest one answers the hover."""
+    n, _, h, w = frames.shape
+    grid = np.asarray(image_grid(frames, nrow=nrow))
+    fig = px.imshow(grid, binary_string=True)
+    fig.update_traces(hoverinfo="skip", hovertemplate=None)
+    idx = np.arange(n)
+    fig.add_trace(go.Scatter(
+        x=PAD + (idx % nrow) * (w + PAD) + (w - 1) / 2, y=PAD + (idx // nrow) * (h + PAD) + (h - 1) / 2,
+        mode="markers", marker={"opacity": 0, "size": 1}, hovertext=list(labels), hoverinfo="text",
+        showlegend=False))
+    gh, gw = grid.shape
+    fig.update_layout(hoverdistance=-1, height=min(720, max(120, 900 * gh // gw)),
+                      margin={"l": 0, "r": 0, "t": 0, "b": 0})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def png_of(frames: Tensor, nrow: int, scale: int = 4) -> bytes:
+    """A grid or strip of frames as PNG bytes, pixels enlarged `scale` times."""
+    return png_bytes(image_grid(frames, nrow=nrow, scale=scale))
+
+
+def gif_of(frames: Tensor, ms_per_frame: int = 120, scale: int = 6, boomerang: bool = True) -> bytes:
+    """An animated GIF of the frames (looping; with boomerang it plays back and forth)."""
+    arr = (frames.detach().cpu().clamp(0, 1)[:, 0].numpy() * 255).round().astype(np.uint8)
+    order = list(range(len(arr))) + (list(range(len(arr) - 2, 0, -1)) if boomerang else [])
+    h, w = arr.shape[1:]
+    images = [Image.fromarray(arr[i]).resize((w * scale, h * scale), Image.NEAREST) for i in order]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+    return buf.getvalue()
