@@ -1,0 +1,60 @@
+"""How good a model gets in a fixed wall-clock budget on this machine.
+
+    python bench/train_budget.py --preset realnvp --seconds 600 [--set width=48 --lr 2e-3 ...]
+
+Trains from scratch with `python -m flow.train --time-limit S` (the cosine learning-rate schedule
+is stretched over the budget), then measures the final checkpoint on the full 10k MNIST test set
+with `python -m flow.evaluate`. Prints one JSON line: test bits/dim, images/s, peak memory.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="realnvp")
+    p.add_argument("--seconds", type=float, default=600)
+    p.add_argument("--keep", type=Path, default=None, help="copy the final checkpoint here")
+    args, train_args = p.parse_known_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "run"
+        cmd = [sys.executable, "-m", "flow.train", "--preset", args.preset, "--epochs", "1000",
+               "--time-limit", str(args.seconds), "--limit-test", "1000", "--run-dir", str(run), *train_args]
+        start = time.time()
+        subprocess.run(cmd, cwd=ROOT, check=True, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+        wall = time.time() - start
+        peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        ckpt = run / "checkpoint.safetensors"
+        out = subprocess.run([sys.executable, "-m", "flow.evaluate", "--checkpoint", str(ckpt)], cwd=ROOT,
+                             check=True, capture_output=True, text=True)
+        report = json.loads(out.stdout)
+        steps = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        train_lines = [m for m in steps if m["kind"] == "step"]
+        images = sum(m["images_per_s"] for m in train_lines) / max(len(train_lines), 1)
+        meta = json.loads(subprocess.run([sys.executable, "-m", "flow.checkpoint", str(ckpt)], cwd=ROOT,
+                                         check=True, capture_output=True, text=True).stdout)["metadata"]
+        if args.keep:
+            args.keep.write_bytes(ckpt.read_bytes())
+    print(json.dumps({
+        "preset": args.preset, "extra_args": train_args, "budget_s": args.seconds,
+        "train_wall_s": round(wall, 1), "epochs": meta["epoch"], "steps": meta["step"],
+        "test_bpd": report["test_bpd"], "n_test": report["n"], "images_per_s": round(images, 1),
+        "peak_rss_mb": round(peak_mb), "threads": os.environ.get("OMP_NUM_THREADS", "default"),
+        "cpus": os.cpu_count(), "machine": platform.processor() or platform.machine(),
+        "date": time.strftime("%Y-%m-%d")}))
+
+
+if __name__ == "__main__":
+    main()
