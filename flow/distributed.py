@@ -18,6 +18,13 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+def describe(device: torch.device) -> str:
+    """The hardware a run trains on, for checkpoint metadata and model cards."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{device.type}: {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+
+
 def setup(device: torch.device) -> tuple[int, int]:
     """(rank, world size); joins the process group when started by torchrun (WORLD_SIZE > 1)."""
     world = int(os.environ.get("WORLD_SIZE", 1))

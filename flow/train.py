@@ -191,7 +191,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     stopper = Stopper()
     run.status("running", epoch=start_epoch, step=step, epochs=args.epochs, world_size=world)
     meta = {"preset": args.preset, "data": data_name, "epochs_planned": args.epochs, "batch_size": batch_size,
-            "lr": lr, "world_size": world, "device": str(device)}
+            "lr": lr, "world_size": world, "device": str(device), "hardware": dd.describe(device)}
     start = time.time()
 
     def elapsed() -> float:
