@@ -130,10 +130,13 @@ def quantize(frames: Tensor) -> Tensor:
 @torch.inference_mode()
 def decode_with_bits(model: Flow, z: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
     """Decode latents (N, D) -> (frames (N, C, H, W) in [0, 1], bits/dim (N,) of each quantized
-    frame, with dequantization noise fixed by the seed so the numbers are stable across reruns)."""
+    frame). This is `Flow.bits_per_dim` with one dequantization noise, drawn from the seed, shared
+    by all frames: a frame's number then depends on the frame alone, not on its place in the batch
+    or the rerun, so equal frames get equal numbers."""
     frames = model.decode(z.to(model.device)).cpu()
-    bits = model.bits_per_dim(quantize(frames), generator=torch.Generator(model.device).manual_seed(seed))
-    return frames, bits.cpu()
+    noise = torch.rand((1, *frames.shape[1:]), generator=torch.Generator().manual_seed(seed))
+    u = (quantize(frames).float() + noise) / 256
+    return frames, model.bits_from_log_prob(model.log_prob(u.to(model.device))).cpu()
 
 
 @torch.inference_mode()

@@ -1,3 +1,135 @@
-import streamlit as st
+"""Latent Playground: encode digits, walk between them, span the paper's manifold, and sample."""
+import math
 
-st.title("Under construction")
+import plotly.express as px
+import streamlit as st
+import torch
+
+from flow import latent
+from ui.digits import digit_input
+from ui.sidebar import current_model
+
+st.title("🧭 Latent Playground")
+st.caption("The flow maps every digit x to a latent z = f(x) of the same size (784 numbers) and back "
+           "exactly, x = f⁻¹(z). Pick digits, encode them, and decode points between and around them. "
+           "Each decoded frame gets its own bits/dim: low means the model finds it a likely digit.")
+
+chosen = current_model(images_only=True)
+if chosen is None:
+    st.stop()
+model, entry = chosen
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _encode(path: str, version: float, digit: bytes, _model) -> torch.Tensor:
+    """One encoding per checkpoint file version and digit."""
+    pixels = torch.frombuffer(bytearray(digit), dtype=torch.uint8).view(1, 1, 28, 28)
+    return latent.encode_digits(_model, pixels)[0]
+
+
+def encode(digits: list[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([_encode(str(entry.path), entry.version, d.numpy().tobytes(), model) for d in digits])
+
+
+def pick(key: str, label: str, default_class: str) -> torch.Tensor | None:
+    st.session_state.setdefault(f"{key}_class", default_class)
+    return digit_input(key, label)
+
+
+def downloads(*files: tuple[str, bytes, str, str]) -> None:
+    for col, (label, data, name, mime) in zip(st.columns(len(files)), files):
+        col.download_button(label, data, file_name=name, mime=mime, on_click="ignore", icon="⬇️")
+
+
+@st.fragment
+def interpolation() -> None:
+    left, right = st.columns(2)
+    with left:
+        start = pick("from", "From", "3")
+    with right:
+        end = pick("to", "To", "8")
+    c1, c2, c3 = st.columns([1, 1, 2])
+    n = c1.slider("Frames", 4, 32, 16, key="frames")
+    method = c2.radio("Path", latent.METHODS, key="method", horizontal=True,
+                      help="slerp: the direction turns along the great circle and the length changes "
+                           "linearly, so the path stays on the shell where Gaussian latents live. "
+                           "linear: the straight line, which cuts inside that shell.")
+    parts = latent.latent_parts(model)
+    part = c3.radio("Latents that move", parts, key="part", horizontal=True, disabled=len(parts) == 1,
+                    captions=[latent.PARTS[p] for p in parts],
+                    help="A multi-scale model factors out half of its latents early (fine detail) and "
+                         "passes the rest through every coupling (coarse shape). The parts that do not "
+                         "move stay those of the first digit. Single-scale models have one latent.")
+    if start is None or end is None:
+        st.info("Choose both digits above to see the path between them.")
+        return
+    z = encode([start, end])
+    frames, bits = latent.decode_with_bits(model, latent.interpolate(model, z[0], z[1], n, method, part))
+    t = torch.linspace(0, 1, n)
+    labels = [f"frame {i} · t = {t[i]:.2f} · {bits[i]:.3f} bits/dim" for i in range(n)]
+    st.plotly_chart(latent.grid_figure(frames, n, labels), key="strip", config={"displayModeBar": False})
+    anim, chart = st.columns([1, 3])
+    gif = latent.gif_of(frames)
+    anim.image(gif, caption="The path, back and forth")
+    fig = px.line(x=t, y=bits, markers=True, labels={"x": "t (0 = first digit, 1 = second)", "y": "bits/dim"},
+                  title="Bits/dim of each decoded frame: where it rises, the path has left the data")
+    if entry.test_bpd is not None:
+        fig.add_hline(entry.test_bpd, line_dash="dot", annotation_text=f"test-set average {entry.test_bpd:.2f}")
+    chart.plotly_chart(fig, key="bits_chart")
+    downloads(("Strip (PNG)", latent.png_of(frames, n), "interpolation.png", "image/png"),
+              ("Animation (GIF)", gif, "interpolation.gif", "image/gif"))
+
+
+@st.fragment
+def manifold() -> None:
+    st.latex(r"z(a, b) = \cos a\,(\cos b\; z_1 + \sin b\; z_2) + \sin a\,(\cos b\; z_3 + \sin b\; z_4)")
+    st.caption("The latent manifold of the Real NVP paper (Sec. 5): four encoded digits span a curved "
+               "sheet of latents of about their length; each cell decodes one point of it.")
+    corners = [("m1", "z₁ (top left)", "1"), ("m2", "z₂ (top right)", "4"),
+               ("m3", "z₃ (bottom left)", "7"), ("m4", "z₄ (bottom right)", "0")]
+    digits = []
+    for row in (corners[:2], corners[2:]):
+        for col, (key, label, default) in zip(st.columns(2), row):
+            with col:
+                digits.append(pick(key, label, default))
+    c1, c2 = st.columns(2)
+    n = c1.slider("Grid size", 3, 11, 9, key="manifold_n")
+    full_turn = c2.toggle("Full turn of both angles (as in the paper)", key="full_turn",
+                          help="Off: a and b go from 0 to π/2, so the corners are your four digits. "
+                               "On: they go once around the circle, passing through minus each latent.")
+    if any(d is None for d in digits):
+        st.info("Choose all four digits to draw the manifold.")
+        return
+    frames, bits = latent.decode_with_bits(model, latent.manifold(encode(digits), n, full_turn))
+    angles = (latent.manifold_angles(n, full_turn) / math.pi).tolist()
+    labels = [f"a = {angles[i // n]:.2f}π · b = {angles[i % n]:.2f}π · {bits[i]:.3f} bits/dim"
+              for i in range(n * n)]
+    st.plotly_chart(latent.grid_figure(frames, n, labels), key="manifold_grid", config={"displayModeBar": False})
+    downloads(("Manifold (PNG)", latent.png_of(frames, n), "manifold.png", "image/png"))
+
+
+@st.fragment
+def samples() -> None:
+    st.caption("Samples decode z ~ N(0, T² I). Temperature T < 1 draws latents nearer the centre: "
+               "cleaner, more typical digits, less variety. At T = 0 every sample is the decoded zero latent.")
+    c1, c2, c3 = st.columns(3)
+    temperature = c1.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="temperature")
+    seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key="seed")
+    n = c3.select_slider("Samples", [16, 36, 64], 64, key="n_samples")
+    frames, bits = latent.decode_with_bits(model, latent.sample_latents(model, n, temperature, int(seed)))
+    labels = [f"sample {i} · {b:.3f} bits/dim" for i, b in enumerate(bits.tolist())]
+    st.plotly_chart(latent.grid_figure(frames, math.isqrt(n), labels), key="samples_grid",
+                    config={"displayModeBar": False})
+    test = f"; the test set averages {entry.test_bpd:.3f}" if entry.test_bpd is not None else ""
+    st.caption(f"Mean {bits.mean():.3f} bits/dim (hover a sample for its own){test}.")
+    downloads(("Samples (PNG)", latent.png_of(frames, math.isqrt(n)), f"samples-T{temperature:.2f}-seed{seed}.png",
+               "image/png"))
+
+
+tab_walk, tab_manifold, tab_samples = st.tabs(["Interpolate", "Manifold", "Sample"])
+with tab_walk:
+    interpolation()
+with tab_manifold:
+    manifold()
+with tab_samples:
+    samples()
