@@ -1,0 +1,88 @@
+"""How fast the Latent Playground answers on this machine: a 16-frame interpolation and a 64-sample
+grid for the multi-scale MNIST model (target: under 300 ms each). Prints JSON.
+
+    OMP_NUM_THREADS=1 python bench/latent_speed.py [--repeats 7]
+
+"model" is what the numbers are computed with (encode 2 digits, decode the path, bits/dim of
+every frame); "with pictures" adds what the page draws on top (the plotly grid, PNG and GIF).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from flow import latent  # noqa: E402
+from flow.catalog import list_models  # noqa: E402
+from flow.checkpoint import load_checkpoint  # noqa: E402
+from flow.data import load_mnist  # noqa: E402
+from flow.model import Flow, build_model  # noqa: E402
+
+
+def multiscale_model() -> tuple[Flow, str]:
+    """The best realnvp MNIST checkpoint in the catalog; a fresh one (same architecture, same cost) if none."""
+    for entry in list_models():
+        if entry.error is None and entry.preset == "realnvp" and entry.is_image_model:
+            return load_checkpoint(entry.path), str(entry.path)
+    return build_model("realnvp").eval(), "fresh build_model('realnvp') (no checkpoint yet)"
+
+
+def timed(fn, repeats: int) -> dict[str, float]:
+    fn()  # warm-up
+    ms = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        ms.append((time.perf_counter() - start) * 1000)
+    return {"median_ms": round(statistics.median(ms), 1), "min_ms": round(min(ms), 1), "max_ms": round(max(ms), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=7)
+    args = parser.parse_args()
+    model, source = multiscale_model()
+    images, labels = load_mnist("test")
+    pair = torch.stack([images[int((labels == c).nonzero()[0])] for c in (3, 8)]).unsqueeze(1)
+
+    def interpolation() -> tuple[torch.Tensor, torch.Tensor]:
+        z = latent.encode_digits(model, pair)
+        return latent.decode_with_bits(model, latent.interpolate(model, z[0], z[1], 16, "slerp"))
+
+    def interpolation_pictures() -> None:
+        frames, bits = interpolation()
+        latent.grid_figure(frames, 16, [f"{b:.3f}" for b in bits.tolist()])
+        latent.png_of(frames, 16)
+        latent.gif_of(frames)
+
+    def samples() -> tuple[torch.Tensor, torch.Tensor]:
+        return latent.decode_with_bits(model, latent.sample_latents(model, 64, 0.7, seed=0))
+
+    def samples_pictures() -> None:
+        frames, bits = samples()
+        latent.grid_figure(frames, 8, [f"{b:.3f}" for b in bits.tolist()])
+        latent.png_of(frames, 8)
+
+    result = {
+        "model": source,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "target_ms": 300,
+        "interpolation_16_frames": {"model": timed(interpolation, args.repeats),
+                                    "with_pictures": timed(interpolation_pictures, args.repeats)},
+        "samples_64": {"model": timed(samples, args.repeats), "with_pictures": timed(samples_pictures, args.repeats)},
+    }
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
