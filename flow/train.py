@@ -7,6 +7,7 @@ Works the same under `torchrun --nproc_per_node=N -m flow.train ...` (DDP; rank 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import os
@@ -137,31 +138,34 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def train(args: argparse.Namespace, device: torch.device, rank: int, world: int) -> int:
-    data_name = args.data or ("moons" if args.preset == "toy-2d" else "mnist")
-    if (data_name == "mnist") != (args.preset != "toy-2d"):
-        raise SystemExit(f"error: preset {args.preset} does not fit data set {data_name}")
+    stopper = Stopper()
     if args.epochs < 1:
         raise SystemExit("error: --epochs must be at least 1")
     run_dir = args.run_dir or Path("checkpoints/runs") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunFolder(run_dir, writer=rank == 0)
     torch.manual_seed(args.seed)
 
-    if args.resume:
+    if args.resume:  # the checkpoint fixes the architecture, preset and data set
         try:
             model = load_checkpoint(run.checkpoint, device)
         except CheckpointError as e:
             raise SystemExit(f"error: cannot resume: {e}") from e
         meta = model.metadata
         config, start_epoch, step = model.config, meta["epoch"], meta["step"]
-        elapsed_before = meta.get("train_seconds", 0.0)
+        preset, data_name, elapsed_before = meta["preset"], meta["data"], meta.get("train_seconds", 0.0)
         if start_epoch >= args.epochs:
             raise SystemExit(f"error: the run has already trained {start_epoch} epochs; pass --epochs above that")
     else:
-        config = build_model(args.preset, **parse_overrides(args.overrides)).config
+        preset = args.preset
+        data_name = args.data or ("moons" if preset == "toy-2d" else "mnist")
+        if (data_name == "mnist") != (preset != "toy-2d"):
+            raise SystemExit(f"error: preset {preset} does not fit data set {data_name}")
+        config = build_model(preset, **parse_overrides(args.overrides)).config
         model = build_model(config).to(device)
         start_epoch, step, elapsed_before = 0, 0, 0.0
-    batch_size = args.batch_size or config.batch_size
-    lr = args.lr if args.lr is not None else config.lr
+    previous = model.metadata if args.resume else {}
+    batch_size = args.batch_size or previous.get("batch_size", config.batch_size)
+    lr = args.lr if args.lr is not None else previous.get("lr", config.lr)
     if lr <= 0 or batch_size < 1:
         raise SystemExit("error: --lr must be positive and --batch-size at least 1")
 
@@ -182,15 +186,14 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     net = DistributedDataParallel(model) if world > 1 else model
 
     dataset = TensorDataset(train_x, torch.arange(len(train_x)))
-    g = torch.Generator().manual_seed(args.seed)
+    g = torch.Generator()
     sampler = DistributedSampler(dataset, seed=args.seed) if world > 1 else RandomSampler(dataset, generator=g)
     loader = DataLoader(dataset, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=True))
     steps_per_epoch = len(loader)
     total_steps = min(args.max_steps or 10**12, steps_per_epoch * args.epochs)
 
-    stopper = Stopper()
     run.status("running", epoch=start_epoch, step=step, epochs=args.epochs, world_size=world)
-    meta = {"preset": args.preset, "data": data_name, "epochs_planned": args.epochs, "batch_size": batch_size,
+    meta = {"preset": preset, "data": data_name, "epochs_planned": args.epochs, "batch_size": batch_size,
             "lr": lr, "world_size": world, "device": str(device), "hardware": dd.describe(device)}
     start = time.time()
 
@@ -203,12 +206,15 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
 
     last_test_bpd, ended, completed = None, "finished", start_epoch
     for epoch in range(start_epoch, args.epochs):
-        if world > 1:
-            sampler.set_epoch(epoch)
+        # Each epoch's order depends only on (seed, epoch), so a run stopped mid-epoch resumes exactly
+        # where it stopped by skipping the batches it had already trained on.
+        sampler.set_epoch(epoch) if world > 1 else g.manual_seed(args.seed + epoch)
+        batches = max(0, step - epoch * steps_per_epoch)
         net.train()
-        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=rank != 0, dynamic_ncols=True)
+        bar = tqdm(itertools.islice(loader, batches, None), desc=f"epoch {epoch + 1}/{args.epochs}",
+                   total=steps_per_epoch, initial=batches, disable=rank != 0, dynamic_ncols=True)
         window_bpd, window_n, window_t = 0.0, 0, time.time()
-        epoch_images, epoch_t, batches = 0, time.time(), 0
+        epoch_images, epoch_t = 0, time.time()
         for batch, indices in bar:
             if args.index_log:
                 with open(run.path / f"indices.rank{rank}.txt", "a") as f:

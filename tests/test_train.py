@@ -101,7 +101,13 @@ def test_sigterm_stops_after_the_current_step_and_saves(tmp_path):
     assert status["state"] == "stopped"
     model = load_checkpoint(run / "checkpoint.safetensors")
     assert model.metadata["step"] == status["step"] > 0
-    assert model.metadata["epoch"] < 500
+    assert model.metadata["epoch"] == status["epoch"] < 500
+    # resuming a run stopped mid-epoch skips the batches it had already trained on
+    train("--run-dir", str(run), "--resume", "--epochs", str(status["epoch"] + 1))
+    resumed = load_checkpoint(run / "checkpoint.safetensors").metadata
+    assert resumed["epoch"] == status["epoch"] + 1
+    assert resumed["step"] == (status["epoch"] + 1) * (20000 // 256)
+    assert resumed["preset"] == "toy-2d" and resumed["data"] == "moons"
 
 
 def test_bad_arguments_are_refused(tmp_path):
