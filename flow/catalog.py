@@ -1,11 +1,11 @@
 """Which models the app can offer: the shipped checkpoints and every run's latest checkpoint."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from flow.checkpoint import CheckpointError, read_header
+from flow.jobs import run_state, runs_root
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = ROOT / "checkpoints"
@@ -21,7 +21,7 @@ class ModelEntry:
     data: str = "?"
     epoch: int | None = None
     test_bpd: float | None = None
-    run_state: str | None = None  # runs only: the state in status.json
+    run_state: str | None = None  # runs only: running, finished, stopped, failed, vanished... (flow.jobs)
     error: str | None = None  # why the checkpoint is unusable
 
     @property
@@ -62,14 +62,11 @@ def list_models(checkpoint_dir: Path = CHECKPOINT_DIR) -> list[ModelEntry]:
     shipped.sort(key=lambda e: (e.error is not None, not e.is_image_model,
                                 e.test_bpd if e.test_bpd is not None else float("inf"), e.name))
     runs = []
-    runs_dir = checkpoint_dir / "runs"
+    runs_dir = runs_root() if checkpoint_dir == CHECKPOINT_DIR else checkpoint_dir / "runs"
     if runs_dir.is_dir():
         for ckpt in runs_dir.glob("*/checkpoint.safetensors"):
             entry = _entry(ckpt, "run", ckpt.parent.name)
-            try:
-                entry.run_state = json.loads((ckpt.parent / "status.json").read_text()).get("state")
-            except (OSError, ValueError):
-                entry.run_state = None
+            entry.run_state = run_state(ckpt.parent)
             runs.append(entry)
         runs.sort(key=lambda e: e.version, reverse=True)
     return shipped + runs

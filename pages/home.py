@@ -1,3 +1,52 @@
+"""Home: what Real NVP is, in three formulas, and where each page takes you."""
 import streamlit as st
 
-st.title("Under construction")
+from flow import jobs
+
+st.title("🌀 Real NVP Explorer")
+st.markdown("A **normalizing flow** learns an invertible map $f$ that turns data $x$ (here MNIST digits or 2-D "
+            "points) into a latent $z = f(x)$ with a simple density, a standard Gaussian. *Real NVP* (Dinh, "
+            "Sohl-Dickstein and Bengio, [Density estimation using Real NVP](https://arxiv.org/abs/1605.08803), "
+            "2016) builds $f$ from layers that are easy to invert and whose Jacobian determinant is cheap.")
+
+st.subheader("1. Change of variables")
+st.markdown("Because $f$ is invertible, the density of $x$ is exact (paper Sec. 3.1):")
+st.latex(r"\log p_X(x) = \log p_Z\big(f(x)\big) + \log\left|\det \frac{\partial f(x)}{\partial x}\right|")
+st.markdown("Training maximises this log-likelihood. Sampling runs the flow backwards: draw "
+            r"$z \sim \mathcal N(0, I)$ and compute $x = f^{-1}(z)$.")
+
+st.subheader("2. The affine coupling layer")
+st.markdown("Split the $D$ inputs with a binary mask into $x_{1:d}$, which pass unchanged, and $x_{d+1:D}$, "
+            "which are scaled and shifted by functions of the first part (paper Sec. 3.2; with masks, Sec. 3.4):")
+st.latex(r"y_{1:d} = x_{1:d}, \qquad y_{d+1:D} = x_{d+1:D} \odot \exp\big(s(x_{1:d})\big) + t(x_{1:d})")
+st.markdown("Its inverse needs no inverse of $s$ or $t$, so they can be any neural networks (here ResNets):")
+st.latex(r"x_{d+1:D} = \big(y_{d+1:D} - t(y_{1:d})\big) \odot \exp\big(-s(y_{1:d})\big)")
+
+st.subheader("3. Why the Jacobian is triangular")
+st.markdown(r"$y_{1:d}$ does not depend on $x_{d+1:D}$, and each $y_j$ of the second part depends on "
+            r"$x_{d+1:D}$ only through $x_j$, so the Jacobian is block lower-triangular (paper Sec. 3.3):")
+st.latex(r"\frac{\partial y}{\partial x} = \begin{bmatrix} I_d & 0 \\ \dfrac{\partial y_{d+1:D}}{\partial x_{1:d}^{T}}"
+         r" & \operatorname{diag}\big(\exp s(x_{1:d})\big) \end{bmatrix} \quad\Rightarrow\quad"
+         r"\log\left|\det \frac{\partial y}{\partial x}\right| = \sum_j s(x_{1:d})_j")
+st.markdown("The determinant is the product of the diagonal: no $D \\times D$ determinant is ever computed. "
+            "Stacking couplings with alternating masks (checkerboard, then channel-wise after a *squeeze*) lets "
+            "every dimension be transformed, and the multi-scale model factors out half of the dimensions at each "
+            "scale. Scores are reported in **bits/dim**: $-\\log_2 p(x) / D$ on the 0–255 pixel scale.")
+
+st.subheader("Pages")
+c = st.columns(3)
+with c[0]:
+    st.page_link("pages/train.py", label="**Train**", icon="🏋️")
+    st.caption("Launch a training run in the background and watch its likelihood curve and samples live.")
+with c[1]:
+    st.page_link("pages/explorer.py", label="**Layer Explorer**", icon="🔬")
+    st.caption("Step through the blocks of a trained flow and watch a digit turn into Gaussian noise and back.")
+with c[2]:
+    st.page_link("pages/latent.py", label="**Latent Playground**", icon="🧭")
+    st.caption("Walk the latent space: interpolate between digits, change the temperature, sample.")
+
+training = [r for r in jobs.list_runs() if r.active]
+if training:
+    st.info(f"Training now: **{', '.join(r.name for r in training)}**. Follow it on the Train page.", icon="🟢")
+st.caption("Pick the model every page uses in the sidebar: the shipped checkpoints, and the latest checkpoint "
+           "of every run.")

@@ -1,3 +1,31 @@
+"""Train: launch Real NVP trainings as background processes and watch them learn."""
 import streamlit as st
 
-st.title("Under construction")
+from flow import jobs
+from ui.charts import UNITS
+from ui.training import live_view, new_run_form, pick_run, run_actions, runs_overview
+
+st.title("🏋️ Train")
+st.caption(f"Each run is a separate `python -m flow.train` process writing into `{jobs.runs_root()}/<name>/`: "
+           "it keeps training when you reload, switch pages or close the tab. "
+           f"At most {jobs.max_running()} run(s) train at a time (setting: `{jobs.MAX_RUNS_ENV}`).")
+
+new_run_form()
+
+runs = jobs.list_runs()
+if not runs:
+    st.info("No runs yet: fill in the form and press **Launch**. A toy-2d run on moons takes about a minute; "
+            "seed-mlp on 5,000 MNIST digits a few minutes.")
+    st.stop()
+
+st.divider()
+unit = st.segmented_control("Negative log-likelihood in", UNITS, default=UNITS[0], key="train_unit",
+                            help="nats per example = bits/dim × D × ln 2 (D = 784 for MNIST, 2 for the toy sets)")
+unit = unit or UNITS[0]  # clicking the chosen segment again deselects it
+run = pick_run(runs)
+run_actions(run)
+live_view(run, unit)
+
+st.divider()
+st.subheader("All runs")
+runs_overview(runs, unit)

@@ -1,0 +1,499 @@
+"""Training runs as background processes: launch, stop, resume, delete, status, list, metrics.
+
+A run is a folder `<runs root>/<name>/`. The trainer (`python -m flow.train`) writes checkpoints,
+`metrics.jsonl` and `status.json` there; this module adds `job.json` (the command and the identity of
+the process: pid and start time, so a recycled pid is not taken for the run) and `train.log` (the
+trainer's stdout and stderr). Every answer is read from those files and from the process table, so
+any number of app sessions, a page reload or a restarted app server see the same runs.
+No Streamlit here: the Train page draws what these functions return.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from flow.checkpoint import CheckpointError, read_header
+from flow.data import DATASETS, TOY_SETS
+from flow.model import PRESETS
+
+ROOT = Path(__file__).resolve().parent.parent
+RUNS_ENV = "REALNVP_RUNS_DIR"  # where runs live; tests point it at a temporary folder
+MAX_RUNS_ENV = "REALNVP_MAX_RUNS"  # how many runs may train at once (default 1: two CPU cores)
+ACTIVE = ("running", "stopping")
+FINAL = ("finished", "stopped", "diverged")  # states the trainer itself writes when it ends
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+_children: dict[int, subprocess.Popen] = {}  # processes this server started: polled to get (and reap) exit codes
+_children_lock = threading.Lock()
+
+
+class JobError(Exception):
+    """A request the job layer refuses; the message says what to do instead."""
+
+
+def runs_root() -> Path:
+    """$REALNVP_RUNS_DIR, or checkpoints/runs."""
+    return Path(os.environ.get(RUNS_ENV) or ROOT / "checkpoints" / "runs")
+
+
+def max_running() -> int:
+    """$REALNVP_MAX_RUNS (default 1): runs allowed to train at the same time."""
+    try:
+        return max(1, int(os.environ.get(MAX_RUNS_ENV, "1")))
+    except ValueError:
+        return 1
+
+
+def data_dim(data: str) -> int:
+    """D, the number of dimensions of one example: 784 for MNIST, 2 for the toy sets."""
+    return 28 * 28 if data == "mnist" else 2
+
+
+def bpd_to_nats(bpd: float | pd.Series, data: str) -> float | pd.Series:
+    """Bits/dim -> negative log-likelihood in nats per example: bpd * D * ln 2."""
+    return bpd * data_dim(data) * math.log(2)
+
+
+@dataclass
+class RunSpec:
+    """What the New-run form asks for. None means the preset's default (batch size, learning rate)."""
+
+    preset: str = "realnvp"
+    data: str = "mnist"
+    epochs: int = 10
+    batch_size: int | None = None
+    lr: float | None = None
+    seed: int = 0
+    name: str = ""
+    limit_train: int | None = None  # train on the first N examples only
+    limit_test: int | None = None
+    log_every: int = 10
+    threads: int = 1  # OMP_NUM_THREADS of the trainer: the app server needs a core too
+
+    def train_args(self) -> list[str]:
+        """The flow.train options this spec stands for (without --run-dir, --epochs, --resume)."""
+        args = ["--preset", self.preset, "--data", self.data, "--seed", str(self.seed),
+                "--log-every", str(self.log_every)]
+        for flag, value in (("--batch-size", self.batch_size), ("--lr", self.lr),
+                            ("--limit-train", self.limit_train), ("--limit-test", self.limit_test)):
+            if value is not None:
+                args += [flag, str(value)]
+        return args
+
+
+def default_name(spec: RunSpec) -> str:
+    return f"{spec.preset}-{spec.data}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def validate(spec: RunSpec, root: Path | None = None, new: bool = True) -> list[str]:
+    """Everything wrong with a spec, each as a sentence that says what to do; [] if it can start.
+    `new`: the run folder must not exist yet."""
+    problems = []
+    if spec.name and (not NAME.fullmatch(spec.name) or ".." in spec.name):
+        problems.append(f"Run name {spec.name!r} is not allowed: it names a folder, so use up to 64 letters, "
+                        "digits, '-', '_' or '.', starting with a letter or digit (no '/' and no '..').")
+    elif new and spec.name and ((root or runs_root()) / spec.name).exists():
+        problems.append(f"A run named {spec.name!r} already exists: choose another name, or pick it in the "
+                        "run list to resume it.")
+    if spec.preset not in PRESETS:
+        problems.append(f"Unknown preset {spec.preset!r}: choose one of {', '.join(PRESETS)}.")
+    if spec.data not in DATASETS:
+        problems.append(f"Unknown data set {spec.data!r}: choose one of {', '.join(DATASETS)}.")
+    elif spec.preset in PRESETS and (spec.preset == "toy-2d") != (spec.data in TOY_SETS):
+        problems.append(f"Preset {spec.preset} does not fit data set {spec.data}: toy-2d models the 2-D toy sets "
+                        f"({', '.join(TOY_SETS)}); seed-mlp and realnvp model MNIST images.")
+    if not _is_int(spec.epochs) or spec.epochs < 1:
+        problems.append(f"Epochs must be a whole number of at least 1 (got {spec.epochs}).")
+    if spec.batch_size is not None and (not _is_int(spec.batch_size) or spec.batch_size < 1):
+        problems.append(f"Batch size must be a whole number of at least 1 (got {spec.batch_size}).")
+    elif spec.batch_size and spec.limit_train and spec.batch_size > spec.limit_train:
+        problems.append(f"Batch size {spec.batch_size} is larger than the {spec.limit_train} training examples: "
+                        "an epoch would have no full batch. Lower the batch size or train on more examples.")
+    if spec.lr is not None and not (isinstance(spec.lr, (int, float)) and 0 < spec.lr <= 1):
+        problems.append(f"Learning rate must be a positive number up to 1, such as 0.001 (got {spec.lr}).")
+    if not _is_int(spec.seed) or spec.seed < 0:
+        problems.append(f"Seed must be a whole number, 0 or more (got {spec.seed}).")
+    for label, value in (("Training examples", spec.limit_train), ("Test examples", spec.limit_test)):
+        if value is not None and (not _is_int(value) or value < 1):
+            problems.append(f"{label} must be at least 1, or left empty for the whole set (got {value}).")
+    if not _is_int(spec.log_every) or spec.log_every < 1:
+        problems.append(f"Log every must be at least 1 step (got {spec.log_every}).")
+    if not _is_int(spec.threads) or not 1 <= spec.threads <= (os.cpu_count() or 1):
+        problems.append(f"Threads must be between 1 and {os.cpu_count()} (got {spec.threads}).")
+    return problems
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+@dataclass
+class Run:
+    """One run folder as it stands now."""
+
+    name: str
+    path: Path
+    state: str  # running, stopping, finished, stopped, diverged, failed (crashed or killed), vanished
+    message: str = ""
+    preset: str | None = None
+    data: str | None = None
+    epochs: int | None = None  # planned (the latest --epochs)
+    checkpoint_epoch: int | None = None  # epochs done in the latest checkpoint
+    test_bpd: float | None = None  # of the latest checkpoint
+    started: float | None = None  # when the latest process was launched (or the folder's time)
+    pid: int | None = None
+    job: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.path / "checkpoint.safetensors"
+
+    @property
+    def samples(self) -> Path:
+        return self.path / "samples.png"
+
+    def log_tail(self, lines: int = 15) -> str:
+        """The last lines of train.log (tqdm's carriage-return updates count as lines)."""
+        try:
+            with open(self.path / "train.log", "rb") as f:
+                f.seek(max(0, f.seek(0, os.SEEK_END) - 16384))
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+        return "\n".join([ln for ln in re.split(r"[\r\n]+", text) if ln.strip()][-lines:])
+
+
+# ---- processes -------------------------------------------------------------------------------------
+
+def _process_started(pid: int) -> float | None:
+    """When process pid started (seconds since the epoch, Linux /proc); None if it does not exist
+    or is a zombie (exited, not yet reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        boot = next(float(ln.split()[1]) for ln in Path("/proc/stat").read_text().splitlines()
+                    if ln.startswith("btime"))
+    except (OSError, StopIteration, ValueError):
+        return None
+    fields = stat.rsplit(")", 1)[1].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+
+
+def _alive(pid: int | None, started: float | None, not_after: float | None = None) -> bool:
+    """Is pid still the process we mean? `started` is its recorded start time (job.json); for a run
+    known only from status.json, `not_after` is when it wrote that file (it must have started before)."""
+    if not pid:
+        return False
+    now_started = _process_started(pid)
+    if now_started is None:
+        if Path("/proc").is_dir():
+            return False
+        try:  # no /proc (macOS): trust the pid
+            os.kill(pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+    if started is not None:
+        return abs(now_started - started) < 1.0
+    return not_after is None or now_started <= not_after + 1.0
+
+
+def _poll_child(pid: int) -> int | None:
+    """The exit code of a process this server started, once it has ended (which also reaps it)."""
+    with _children_lock:
+        proc = _children.get(pid)
+    return None if proc is None else proc.poll()
+
+
+def _exit_reason(code: int) -> str:
+    if code < 0:
+        try:
+            return f"was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
+
+
+# ---- files -----------------------------------------------------------------------------------------
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_json(path: Path, data: dict) -> None:
+    """Atomic (temporary file + rename), so a reader never sees half a file."""
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
+                                     delete=False) as f:
+        json.dump(data, f, indent=1)
+    os.replace(f.name, path)
+
+
+def _update_job(path: Path, **changes: object) -> dict:
+    job = {**_read_json(path / "job.json"), **changes}
+    _write_json(path / "job.json", job)
+    return job
+
+
+def read_run(path: Path) -> Run:
+    """The state of the run in folder `path`, combining job.json, status.json, the process table
+    and the exit code (when this server started the process)."""
+    job, status = _read_json(path / "job.json"), _read_json(path / "status.json")
+    run = Run(name=path.name, path=path, state="vanished", job=job, preset=job.get("preset"),
+              data=job.get("data"), epochs=job.get("epochs") or status.get("epochs"), started=job.get("started"))
+    try:
+        _, meta = read_header(run.checkpoint)
+        run.checkpoint_epoch, run.test_bpd = meta.get("epoch"), meta.get("test_bpd")
+        run.preset, run.data = run.preset or meta.get("preset"), run.data or meta.get("data")
+        run.epochs = run.epochs or meta.get("epochs_planned")
+    except CheckpointError:
+        pass
+    if run.started is None:
+        run.started = status.get("updated") or path.stat().st_mtime
+
+    if job:  # launched by this module: the pid and its start time are in job.json
+        run.pid = job.get("pid")
+        alive = job.get("returncode") is None and _alive(run.pid, job.get("pid_started"))
+        if not alive and job.get("returncode") is None and run.pid:
+            code = _poll_child(run.pid)  # an exited child of ours is a zombie until polled
+            if code is not None:
+                job = run.job = _update_job(path, returncode=code, ended=time.time())
+        # a status.json older than this launch belongs to an earlier attempt
+        current = status if status.get("updated", 0) >= job.get("started", 0) else {}
+    else:  # a run started elsewhere (the command line): status.json names its pid
+        run.pid = status.get("pid")
+        alive = status.get("state") == "running" and _alive(run.pid, None, status.get("updated"))
+        current = status
+
+    code = job.get("returncode")
+    if alive:
+        if job.get("stop_requested"):
+            run.state = "stopping"
+            run.message = "stop requested: finishing the current step, then evaluating and saving"
+        else:
+            run.state = "running"
+            starting = current.get("state") != "running"
+            run.message = "starting: loading data, building the model" if starting else "training"
+    elif current.get("state") in FINAL:
+        run.state, run.message = current["state"], current.get("message", "")
+    elif code is not None:
+        run.state = "failed"
+        run.message = (f"The training process {_exit_reason(code)} before writing a final status"
+                       + (" (it crashed: see its log below)." if code > 0 else "."))
+    else:
+        run.state = "vanished"
+        run.message = ("The training process is gone without a final status (the app server was restarted, "
+                       "or it was killed from outside?). Its last checkpoint is kept: Resume continues from it.")
+    return run
+
+
+def run_state(path: Path) -> str:
+    return read_run(path).state
+
+
+def list_runs(root: Path | None = None) -> list[Run]:
+    """Every run folder under the runs root, newest launch first."""
+    root = root or runs_root()
+    if not root.is_dir():
+        return []
+    runs = [read_run(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    return sorted(runs, key=lambda r: r.started or 0, reverse=True)
+
+
+def get_run(name: str, root: Path | None = None) -> Run:
+    root = root or runs_root()
+    if not NAME.fullmatch(name) or ".." in name or not (root / name).is_dir():
+        raise JobError(f"There is no run named {name!r} in {root}.")
+    return read_run(root / name)
+
+
+# ---- actions -------------------------------------------------------------------------------------
+
+@contextmanager
+def _launch_lock(root: Path) -> Iterator[None]:
+    """Serialises check-then-start across threads and processes (two sessions pressing Launch at once)."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".launch.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
+def _check_capacity(root: Path, limit: int | None) -> None:
+    limit = limit or max_running()
+    running = [r for r in list_runs(root) if r.active]
+    if len(running) >= limit:
+        names = ", ".join(f"'{r.name}'" for r in running)
+        raise JobError(f"Run {names} is still training, and at most {limit} run{'s' if limit > 1 else ''} may train "
+                       f"at a time (set {MAX_RUNS_ENV} to change this): stop it or wait until it ends.")
+
+
+def _start(path: Path, spec: RunSpec, epochs: int, resume: bool) -> None:
+    cmd = [sys.executable, "-m", "flow.train", *spec.train_args(), "--epochs", str(epochs), "--run-dir", str(path)]
+    cmd += ["--resume"] if resume else []
+    env = {**os.environ, "OMP_NUM_THREADS": str(spec.threads), "PYTHONUNBUFFERED": "1",
+           "TQDM_MININTERVAL": "5"}  # a tqdm line every 5 s keeps train.log small
+    with open(path / "train.log", "ab") as log:
+        log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd[1:])}\n".encode())
+        log.flush()
+        # own session: the run outlives this script, a closed tab and a restart of the app server
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    with _children_lock:
+        _children[proc.pid] = proc
+    job = _read_json(path / "job.json")
+    _write_json(path / "job.json", {
+        **asdict(spec), "epochs": epochs, "command": cmd, "pid": proc.pid, "pid_started": _process_started(proc.pid),
+        "started": time.time(), "attempt": job.get("attempt", 0) + 1, "returncode": None, "stop_requested": None,
+        "created": job.get("created", time.time())})
+
+
+def launch(spec: RunSpec, root: Path | None = None, limit: int | None = None) -> Run:
+    """Start a new run in the background; JobError if the spec is invalid or too many runs train."""
+    root = root or runs_root()
+    spec = RunSpec(**{**asdict(spec), "name": spec.name or default_name(spec)})
+    problems = validate(spec, root)
+    if problems:
+        raise JobError("\n".join(problems))
+    with _launch_lock(root):
+        _check_capacity(root, limit)
+        path = root / spec.name
+        try:
+            path.mkdir()
+        except FileExistsError:
+            raise JobError(f"A run named {spec.name!r} already exists: choose another name.") from None
+        _start(path, spec, spec.epochs, resume=False)
+    return read_run(path)
+
+
+def resume(name: str, epochs: int, lr: float | None = None, root: Path | None = None,
+           limit: int | None = None) -> Run:
+    """Continue a run from its last checkpoint until `epochs` (optionally with a new learning rate)."""
+    root = root or runs_root()
+    with _launch_lock(root):
+        run = get_run(name, root)
+        if run.active:
+            raise JobError(f"Run '{name}' is still training.")
+        if run.checkpoint_epoch is None:
+            raise JobError(f"Run '{name}' has no readable checkpoint to resume from: launch a new run instead.")
+        if not _is_int(epochs) or epochs <= run.checkpoint_epoch:
+            raise JobError(f"Run '{name}' has already trained {run.checkpoint_epoch} epoch(s): to continue, ask for "
+                           f"more than {run.checkpoint_epoch} (got {epochs}).")
+        known = {k: v for k, v in run.job.items() if k in RunSpec.__dataclass_fields__}
+        spec = RunSpec(**{**known, "name": name, "preset": run.preset, "data": run.data, "epochs": epochs})
+        spec.lr = lr if lr is not None else spec.lr
+        problems = validate(spec, root, new=False)
+        if problems:
+            raise JobError("\n".join(problems))
+        _check_capacity(root, limit)
+        _start(run.path, spec, epochs, resume=True)
+    return read_run(run.path)
+
+
+def stop(name: str, root: Path | None = None) -> Run:
+    """Ask a run to stop: SIGTERM; the trainer finishes its step, evaluates, saves and ends 'stopped'."""
+    run = get_run(name, root)
+    if not run.active:
+        raise JobError(f"Run '{name}' is not training (it is {run.state}).")
+    try:
+        if run.job and os.getpgid(run.pid) == run.pid:
+            os.killpg(run.pid, signal.SIGTERM)  # the whole group: torchrun workers too, if any
+        else:
+            os.kill(run.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass  # ended meanwhile; read_run tells how
+    if run.job:
+        _update_job(run.path, stop_requested=time.time())
+    return read_run(run.path)
+
+
+def delete(name: str, root: Path | None = None) -> None:
+    """Remove a run folder with its checkpoints; refused while it trains."""
+    run = get_run(name, root)
+    if run.active:
+        raise JobError(f"Run '{name}' is still training: stop it first.")
+    shutil.rmtree(run.path)
+
+
+# ---- metrics -------------------------------------------------------------------------------------
+
+METRIC_COLUMNS = ["kind", "step", "epoch", "train_bpd", "test_bpd", "images_per_s", "wall_time"]
+
+
+def read_metrics(path: Path) -> pd.DataFrame:
+    """metrics.jsonl as a table (one row a line; a line being written is skipped)."""
+    rows = []
+    try:
+        with open(path / "metrics.jsonl") as f:
+            for line in f:
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    continue
+    except OSError:
+        pass
+    return pd.DataFrame(rows, columns=METRIC_COLUMNS).astype({c: float for c in METRIC_COLUMNS[1:]})
+
+
+@dataclass
+class Progress:
+    epoch: float  # epochs done, fractional
+    epochs: int  # planned
+    fraction: float
+    step: int
+    images_per_s: float | None
+    eta_s: float | None  # at the pace so far (training time per epoch, evaluations included)
+
+    @property
+    def text(self) -> str:
+        parts = [f"epoch {self.epoch:.2f} / {self.epochs}", f"step {self.step}"]
+        if self.images_per_s:
+            parts.append(f"{self.images_per_s:,.0f} images/s")
+        if self.eta_s is not None:
+            parts.append(f"about {format_duration(self.eta_s)} left")
+        return " · ".join(parts)
+
+
+def progress(run: Run, metrics: pd.DataFrame) -> Progress | None:
+    """Where a run stands from its metrics: epoch, speed and the time left to its planned epochs."""
+    if metrics.empty or not run.epochs:
+        return None
+    last = metrics.iloc[-1]
+    steps = metrics[metrics.kind == "step"]
+    speed = float(steps.images_per_s.iloc[-1]) if len(steps) else None
+    epoch, wall = float(last.epoch), float(last.wall_time)
+    eta = max(0.0, (run.epochs - epoch) * wall / epoch) if epoch > 0 and run.active else None
+    return Progress(epoch=epoch, epochs=run.epochs, fraction=min(1.0, max(0.0, epoch / run.epochs)),
+                    step=int(last.step), images_per_s=speed, eta_s=eta)
+
+
+def format_duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"

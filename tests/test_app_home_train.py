@@ -1,0 +1,146 @@
+"""The home page and the Train page under Streamlit's AppTest (real app, real run folders, real processes)."""
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from flow import jobs
+from flow.checkpoint import save_checkpoint
+from flow.model import build_model
+
+APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
+LAUNCH = "FormSubmitter:new_run-Launch"
+
+
+def app(page: str | None = None, **query: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.query_params.update(query)
+    at.run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def fill(at: AppTest, **values) -> AppTest:
+    """Fill in the New-run form (widget keys f_<field>) and press Launch."""
+    for key, value in values.items():
+        widget = next(w for w in (at.selectbox, at.number_input, at.text_input)
+                      for w in w if w.key == f"f_{key}")
+        widget.set_value(value)
+    return at.button(key=LAUNCH).click().run()
+
+
+def texts(elements) -> str:
+    return "\n".join(str(e.value) for e in elements)
+
+
+def finished_run(root, name: str) -> None:
+    """A run folder as a finished command-line training leaves it."""
+    save_checkpoint(build_model("toy-2d"), root / name / "checkpoint.safetensors", preset="toy-2d", data="moons",
+                    epoch=2, step=16, test_bpd=2.5, epochs_planned=2)
+    lines = [{"kind": "step", "step": 8 * e + 4, "epoch": e + 0.5, "train_bpd": 2.8 - e / 10, "test_bpd": None,
+              "images_per_s": 900.0, "wall_time": 2.0 * e + 1} for e in range(2)]
+    lines += [{"kind": "epoch", "step": 8 * e, "epoch": float(e), "train_bpd": None, "test_bpd": 2.7 - e / 10,
+               "images_per_s": 800.0, "wall_time": 2.0 * e} for e in (1, 2)]
+    (root / name / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    (root / name / "status.json").write_text(json.dumps({"state": "finished", "message": "finished after 16 steps",
+                                                         "pid": 1, "updated": time.time()}))
+
+
+def test_home_explains_real_nvp_with_formulas_and_links_every_page(runs_root):
+    at = app()
+    assert at.title[0].value.endswith("Real NVP Explorer")
+    formulas = [e.value for e in at.get("latex")]
+    assert len(formulas) == 4 and "det" in formulas[0] and r"\exp" in formulas[1] and r"\sum_j" in formulas[3]
+    assert {e.proto.page for e in at.get("page_link")} == {"train", "explorer", "latent"}
+
+
+def test_train_page_renders_with_no_runs(runs_root):
+    at = app("pages/train.py")
+    assert "No runs yet" in texts(at.info)
+    assert str(runs_root) in texts(at.caption)
+
+
+@pytest.mark.parametrize("values, message", [
+    ({"epochs": 0}, "Epochs must be a whole number of at least 1"),
+    ({"lr": -0.001}, "Learning rate must be a positive number"),
+    ({"name": "../escape"}, "no '/' and no '..'"),
+    ({"name": "runs/mine"}, "no '/' and no '..'"),
+    ({"preset": "toy-2d", "data": "mnist"}, "does not fit data set mnist"),
+])
+def test_the_form_refuses_bad_values_before_anything_starts(runs_root, values, message):
+    at = fill(app("pages/train.py"), **values)
+    assert not at.exception
+    assert message in texts(at.error)
+    assert not at.success and [p for p in runs_root.iterdir() if p.is_dir()] == []
+
+
+def test_run_list_shows_a_run_folder_made_by_the_test(runs_root):
+    finished_run(runs_root, "made-by-test")
+    at = app("pages/train.py")
+    table = at.dataframe[0].value
+    assert list(table.run) == ["made-by-test"] and table.state[0].endswith("finished")
+    assert at.selectbox(key="train_run").value == "made-by-test" and at.query_params["run"] == "made-by-test"
+    assert "made-by-test: finished" in texts(at.markdown)
+    assert at.get("progress")[0].proto.text.startswith("epoch 2.00 / 2")
+    assert len(at.get("plotly_chart")) == 1
+    assert [b.label for b in at.button if b.key in ("stop", "delete")] == ["Delete"]
+    # the sidebar offers its checkpoint, labelled with the run's state (AppTest drops the sidebar on switch_page)
+    assert any("made-by-test" in o and "finished" in o for o in app().selectbox(key="model_path").options)
+    # ticking it for comparison draws the overlay chart
+    at.multiselect(key="train_compare").set_value(["made-by-test"]).run()
+    assert len(at.get("plotly_chart")) == 2 and not at.exception
+
+
+def test_a_crashed_run_shows_as_failed_with_the_last_lines_of_its_log(runs_root):
+    finished_run(runs_root, "crashed")
+    (runs_root / "crashed" / "status.json").unlink()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (runs_root / "crashed" / "job.json").write_text(json.dumps({"pid": dead.pid, "started": time.time(),
+                                                                "returncode": 1, "preset": "toy-2d", "data": "moons"}))
+    (runs_root / "crashed" / "train.log").write_text("Traceback (most recent call last):\nValueError: boom\n")
+    at = app("pages/train.py", run="crashed")
+    assert "exited with code 1" in texts(at.error) and "boom" in texts(at.code)
+    assert "crashed: failed" in texts(at.markdown)
+
+
+def test_launch_from_the_page_then_a_second_session_sees_it_then_stop_and_delete(runs_root):
+    at = fill(app("pages/train.py"), preset="toy-2d", data="moons", epochs=1000, name="from-page", batch=64,
+              limit_train=512, limit_test=256)
+    assert not at.error and "Launched **from-page**" in texts(at.success)
+    run = jobs.get_run("from-page")
+    assert run.active and run.job["command"][-2:] == ["--run-dir", str(runs_root / "from-page")]
+
+    # another browser session (or a reload) finds it through the URL, still training; a second launch is refused
+    other = app("pages/train.py", run="from-page")
+    assert other.selectbox(key="train_run").value == "from-page" and "from-page: running" in texts(other.markdown)
+    fill(other, preset="toy-2d", data="moons", name="second")
+    assert "'from-page' is still training" in texts(other.error) and not (runs_root / "second").exists()
+
+    deadline = time.time() + 60
+    while jobs.get_run("from-page").message != "training" and time.time() < deadline:
+        time.sleep(0.2)
+    at.run()
+    at.button(key="stop").click().run()
+    assert not at.exception
+    deadline = time.time() + 60
+    while jobs.get_run("from-page").active and time.time() < deadline:
+        time.sleep(0.2)
+    at.run()
+    assert "from-page: stopped" in texts(at.markdown) and (runs_root / "from-page" / "checkpoint.safetensors").exists()
+
+    # Delete asks first; Cancel keeps the folder, "Delete for good" removes it
+    at.button(key="delete").click().run()
+    assert "cannot be undone" in texts(at.markdown)
+    at.button(key="delete_cancel").click().run()
+    assert (runs_root / "from-page").exists() and "cannot be undone" not in texts(at.markdown)
+    at.button(key="delete").click().run()
+    at.button(key="delete_confirm").click().run()
+    assert not at.exception and not (runs_root / "from-page").exists() and "No runs yet" in texts(at.info)
+    assert os.listdir(runs_root) == [".launch.lock"]

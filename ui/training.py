@@ -1,0 +1,215 @@
+"""The parts of the Train page: the New-run form, the run picker and its buttons, the live view of
+one run, and the list of all runs with an overlay of their curves. The work is done by flow.jobs."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import pandas as pd
+import streamlit as st
+
+from flow import jobs
+from flow.data import DATASETS
+from flow.model import PRESETS
+from ui.charts import nll_figure
+
+REFRESH = "2s"  # how often the live view rereads the run folder while a run trains
+PICK, SELECTED = "train_run", "train_selected"  # SELECTED outlives a visit to another page
+CONFIRM = "train_confirm_delete"
+ICON = {"running": "🟢", "stopping": "🟡", "finished": "✅", "stopped": "⏸️", "diverged": "💥",
+        "failed": "❌", "vanished": "👻"}
+
+
+def _data_label(data: str | None) -> str:
+    return "MNIST" if data == "mnist" else f"{data} (2-D)"
+
+
+def select(name: str) -> None:
+    st.session_state[PICK] = st.session_state[SELECTED] = name
+
+
+def _show_refusal(e: jobs.JobError) -> None:
+    st.error("\n".join(f"- {line}" for line in str(e).splitlines()), icon="🚫")
+
+
+def new_run_form() -> None:
+    """The form; a valid one starts a background run and selects it, a bad one is refused with reasons."""
+    with st.form("new_run", border=True):
+        st.markdown("**New run**")
+        c = st.columns(3)
+        preset = c[0].selectbox("Preset", list(PRESETS), key="f_preset",
+                                help="\n".join(f"- **{k}**: {desc}" for k, (_, desc) in PRESETS.items()))
+        data = c[1].selectbox("Data set", DATASETS, key="f_data", format_func=_data_label,
+                              help="realnvp and seed-mlp model MNIST; toy-2d models the 2-D sets.")
+        name = c[2].text_input("Run name", key="f_name", placeholder="empty: preset-data-date-time",
+                               help="Names the folder checkpoints/runs/<name>.")
+        c = st.columns(4)
+        epochs = c[0].number_input("Epochs", value=3, step=1, key="f_epochs")
+        batch = c[1].number_input("Batch size", value=None, step=1, key="f_batch", placeholder="preset's (64 / 256)")
+        lr = c[2].number_input("Learning rate", value=None, step=1e-4, format="%.5f", key="f_lr",
+                               placeholder="preset's (0.001)")
+        seed = c[3].number_input("Seed", value=0, step=1, key="f_seed")
+        c = st.columns(4)
+        limit_train = c[0].number_input("Training examples", value=None, step=1000, key="f_limit_train",
+                                        placeholder="all", help="Train on the first N only: a quick demonstration.")
+        limit_test = c[1].number_input("Test examples", value=None, step=1000, key="f_limit_test", placeholder="all",
+                                       help="Evaluate test bits/dim on the first N only (faster epochs).")
+        log_every = c[2].number_input("Log every (steps)", value=10, step=1, key="f_log_every")
+        threads = c[3].number_input("CPU threads", value=1, step=1, key="f_threads",
+                                    help="Leave a core to the app: on 2 cores, 1 thread.")
+        launched = st.form_submit_button("Launch", type="primary", icon="🚀")
+    if launched:
+        spec = jobs.RunSpec(preset=preset, data=data, epochs=epochs, batch_size=batch, lr=lr, seed=seed,
+                            name=name.strip(), limit_train=limit_train, limit_test=limit_test, log_every=log_every,
+                            threads=threads)
+        try:
+            run = jobs.launch(spec)
+        except jobs.JobError as e:
+            _show_refusal(e)
+        else:
+            select(run.name)
+            st.success(f"Launched **{run.name}** in the background (pid {run.pid}). It keeps training if you "
+                       "reload, go to another page or close the tab.", icon="🚀")
+
+
+def pick_run(runs: list[jobs.Run]) -> jobs.Run:
+    """Select box of runs; the choice is kept in the URL (?run=) and across page visits."""
+    by_name = {r.name: r for r in runs}
+    if st.session_state.get(PICK) not in by_name:
+        wanted = st.query_params.get("run") or st.session_state.get(SELECTED)
+        select(wanted if wanted in by_name else next((r.name for r in runs if r.active), runs[0].name))
+    name = st.selectbox("Run", list(by_name), key=PICK,
+                        format_func=lambda n: f"{ICON.get(by_name[n].state, '')} {n} · {by_name[n].state}")
+    st.session_state[SELECTED] = st.query_params["run"] = name
+    return by_name[name]
+
+
+def _forget_delete() -> None:
+    st.session_state.pop(CONFIRM, None)
+
+
+@st.dialog("Delete this run?", on_dismiss=_forget_delete)
+def _confirm_delete(name: str) -> None:
+    st.write(f"This removes the folder **{name}** with its checkpoints, metrics and samples. It cannot be undone.")
+    c = st.columns(2)
+    if c[0].button("Delete for good", type="primary", key="delete_confirm"):
+        _forget_delete()
+        try:
+            jobs.delete(name)
+        except jobs.JobError as e:
+            _show_refusal(e)
+            return
+        st.session_state.pop(PICK, None)
+        st.rerun()
+    if c[1].button("Cancel", key="delete_cancel"):
+        _forget_delete()
+        st.rerun()
+
+
+def run_actions(run: jobs.Run) -> None:
+    """Stop (graceful), Resume (from the last checkpoint), Delete (after a confirmation)."""
+    c = st.columns([1, 1, 1, 4])
+    try:
+        if run.active:
+            if c[0].button("Stop", icon="⏹️", key="stop", disabled=run.state == "stopping",
+                           help="Finishes the current step, evaluates, saves a checkpoint and ends."):
+                jobs.stop(run.name)
+                st.rerun()
+        else:
+            with c[0].popover("Resume", icon="▶️", disabled=run.checkpoint_epoch is None):
+                done = run.checkpoint_epoch or 0
+                target = st.number_input("Train until epoch", value=max(run.epochs or 0, done + 1)
+                                         if run.state != "finished" else done + 5, step=1, key="resume_epochs",
+                                         help=f"Its last checkpoint has {done} epoch(s).")
+                lr = st.number_input("Learning rate", value=run.job.get("lr"), step=1e-4, format="%.5f",
+                                     key="resume_lr", placeholder="as before",
+                                     help="A run that diverged may do better with a lower rate.")
+                if st.button("Resume", type="primary", key="resume"):
+                    jobs.resume(run.name, target, lr=lr)
+                    st.rerun()
+        c[1].button("Delete", icon="🗑️", key="delete", disabled=run.active, on_click=st.session_state.__setitem__,
+                    args=(CONFIRM, run.name))
+        if st.session_state.get(CONFIRM) == run.name:  # kept until answered, so each rerun shows the question
+            _confirm_delete(run.name)
+    except jobs.JobError as e:
+        _show_refusal(e)
+
+
+def _details(run: jobs.Run) -> str:
+    job = run.job
+    parts = [f"{run.preset} on {_data_label(run.data)}", f"checkpoint: epoch {run.checkpoint_epoch}"
+             if run.checkpoint_epoch is not None else "no checkpoint yet"]
+    if run.test_bpd is not None:
+        parts.append(f"test {run.test_bpd:.3f} bits/dim")
+    if job:
+        parts.append(f"batch {job.get('batch_size') or 'preset'}, lr {job.get('lr') or 'preset'}, "
+                     f"seed {job.get('seed')}")
+    if run.pid:
+        parts.append(f"pid {run.pid}")
+    return " · ".join(parts)
+
+
+def live_view(run: jobs.Run, unit: str) -> None:
+    """Progress, NLL chart and latest samples of one run; rereads the folder every 2 s while it trains."""
+
+    @st.fragment(run_every=REFRESH if run.active else None)
+    def view() -> None:
+        if not run.path.is_dir():
+            st.rerun()  # deleted from another session
+        now = jobs.read_run(run.path)
+        if now.active != run.active:
+            st.rerun()  # it ended (or started): redraw the page, which also stops (or starts) the timer
+        st.markdown(f"#### {ICON.get(now.state, '')} {now.name}: {now.state}")
+        st.caption(_details(now))
+        if now.state in ("failed", "vanished", "diverged"):
+            (st.warning if now.state == "vanished" else st.error)(now.message)
+            if now.state != "diverged":
+                st.code(now.log_tail() or "(train.log is empty)", language=None)
+        elif now.message:
+            st.caption(now.message)
+        metrics = jobs.read_metrics(now.path)
+        prog = jobs.progress(now, metrics)
+        if prog:
+            st.progress(prog.fraction, text=prog.text)
+        left, right = st.columns([3, 2])
+        with left:
+            if metrics.empty:
+                st.info("No metrics yet: the first point appears after a few steps.")
+            else:
+                x = st.segmented_control("x axis", ["step", "epoch"], default="step", key="train_x") or "step"
+                st.plotly_chart(nll_figure({now.name: (metrics, now.data)}, unit, x), key="live_chart")
+        with right:
+            if now.samples.exists():
+                st.image(now.samples.read_bytes(), width="stretch",
+                         caption=f"Samples from the latest checkpoint (epoch {now.checkpoint_epoch})")
+            else:
+                st.caption("Samples appear after the first epoch.")
+
+    view()
+
+
+def runs_overview(runs: list[jobs.Run], unit: str) -> None:
+    """A table of every run with its state, and the curves of the runs ticked for comparison."""
+
+    @st.fragment(run_every=REFRESH if any(r.active for r in runs) else None)
+    def overview() -> None:
+        now = jobs.list_runs()
+        if [r.name for r in now if r.active] != [r.name for r in runs if r.active]:
+            st.rerun()
+        metrics = {r.name: jobs.read_metrics(r.path) for r in now}
+        table = pd.DataFrame([{
+            "state": f"{ICON.get(r.state, '')} {r.state}", "run": r.name, "preset": r.preset,
+            "data": _data_label(r.data), "progress": p.fraction if (p := jobs.progress(r, metrics[r.name])) else None,
+            "epochs": f"{r.checkpoint_epoch if r.checkpoint_epoch is not None else '–'} / {r.epochs or '?'}",
+            "test bits/dim": r.test_bpd, "started": datetime.fromtimestamp(r.started) if r.started else None,
+        } for r in now])
+        st.dataframe(table, hide_index=True, width="stretch", key="run_table", column_config={
+            "progress": st.column_config.ProgressColumn("progress", min_value=0.0, max_value=1.0, format="percent"),
+            "test bits/dim": st.column_config.NumberColumn(format="%.3f"),
+            "started": st.column_config.DatetimeColumn(format="YYYY-MM-DD HH:mm")})
+        picked = st.multiselect("Compare runs", [r.name for r in now], key="train_compare",
+                                placeholder="tick runs to overlay their curves")
+        if picked:
+            data = {r.name: r.data for r in now}
+            st.plotly_chart(nll_figure({n: (metrics[n], data[n]) for n in picked}, unit, "epoch"), key="compare_chart")
+
+    overview()
