@@ -21,10 +21,10 @@ from flow.model import Flow
 from flow.viz import image_grid, png_bytes
 
 METHODS = ("slerp", "linear")
-PARTS = {
+PARTS = {  # what moves, as the page's captions say it
     "all": "every latent",
-    "coarse": "the final latent only (it passed through every coupling: global shape)",
-    "fine": "the factored-out latents only (they left the flow early: local detail)",
+    "coarse": "final latent: global shape",
+    "fine": "factored-out latents: local detail",
 }
 PAD = 2  # make_grid's padding in image_grid
 

@@ -55,11 +55,12 @@ def interpolation() -> None:
                            "linearly, so the path stays on the shell where Gaussian latents live. "
                            "linear: the straight line, which cuts inside that shell.")
     parts = latent.latent_parts(model)
-    part = c3.radio("Latents that move", parts, key="part", horizontal=True, disabled=len(parts) == 1,
+    part = c3.radio("Latents that move", parts, key="part", disabled=len(parts) == 1,
                     captions=[latent.PARTS[p] for p in parts],
-                    help="A multi-scale model factors out half of its latents early (fine detail) and "
-                         "passes the rest through every coupling (coarse shape). The parts that do not "
-                         "move stay those of the first digit. Single-scale models have one latent.")
+                    help="A multi-scale model factors out half of its latents early and passes the "
+                         "rest, the final latent, through every coupling (paper Sec. 3.6). The parts "
+                         "that do not move stay those of the first digit, so with coarse or fine the "
+                         "last frame mixes the two digits. Single-scale models have one latent.")
     if start is None or end is None:
         st.info("Choose both digits above to see the path between them.")
         return
@@ -72,7 +73,7 @@ def interpolation() -> None:
     gif = latent.gif_of(frames)
     anim.image(gif, caption="The path, back and forth")
     fig = px.line(x=t, y=bits, markers=True, labels={"x": "t (0 = first digit, 1 = second)", "y": "bits/dim"},
-                  title="Bits/dim of each decoded frame: where it rises, the path has left the data")
+                  title="Bits/dim of each decoded frame: higher means less like the digits the model learned")
     if entry.test_bpd is not None:
         fig.add_hline(entry.test_bpd, line_dash="dot", annotation_text=f"test-set average {entry.test_bpd:.2f}")
     chart.plotly_chart(fig, key="bits_chart")
