@@ -1,6 +1,6 @@
 """Walking the latent space of a trained flow: interpolation between encoded digits (all latents,
 or only the coarse or only the fine ones of a multi-scale model), the latent manifold of the Real
-NVP paper (Sec. 5), samples at a temperature, the bits/dim of every decoded frame, and exports.
+NVP paper (Sec. 4.2), samples at a temperature, the bits/dim of every decoded frame, and exports.
 
 Latents are flat (B, D) tensors as returned by `Flow.encode`; frames are images in [0, 1].
 """
@@ -101,7 +101,8 @@ def manifold_angles(n: int, full_turn: bool = False) -> Tensor:
 
 
 def manifold(z: Tensor, n: int, full_turn: bool = False) -> Tensor:
-    """The paper's latent manifold from four latents z (4, D) (Dinh et al. 2016, Sec. 5):
+    """The latent manifold of Dinh et al. 2016 (Sec. 4.2; there from four validation images), from
+    four latents z (4, D):
     z(a, b) = cos(a) (cos(b) z1 + sin(b) z2) + sin(a) (cos(b) z3 + sin(b) z4),
     on an n x n grid of angles -> (n * n, D), a down the rows, b across the columns.
     Mutually orthogonal latents of equal norm (nearly so for Gaussian draws) keep that norm."""

@@ -84,8 +84,9 @@ def interpolation() -> None:
 @st.fragment
 def manifold() -> None:
     st.latex(r"z(a, b) = \cos a\,(\cos b\; z_1 + \sin b\; z_2) + \sin a\,(\cos b\; z_3 + \sin b\; z_4)")
-    st.caption("The latent manifold of the Real NVP paper (Sec. 5): four encoded digits span a curved "
-               "sheet of latents of about their length; each cell decodes one point of it.")
+    st.caption("The latent manifold of the Real NVP paper (Sec. 4.2, drawn there from four validation "
+               "images): four encoded digits span a curved sheet of latents of about their length; each "
+               "cell decodes one point of it.")
     corners = [("m1", "z₁ (top left)", "1"), ("m2", "z₂ (top right)", "4"),
                ("m3", "z₃ (bottom left)", "7"), ("m4", "z₄ (bottom right)", "0")]
     digits = []
@@ -97,7 +98,8 @@ def manifold() -> None:
     n = c1.slider("Grid size", 3, 11, 9, key="manifold_n")
     full_turn = c2.toggle("Full turn of both angles (as in the paper)", key="full_turn",
                           help="Off: a and b go from 0 to π/2, so the corners are your four digits. "
-                               "On: they go once around the circle, passing through minus each latent.")
+                               "On: n steps of 2π/n once around the circle, through minus each latent too; "
+                               "with a grid size divisible by 4 the grid passes through each digit.")
     if any(d is None for d in digits):
         st.info("Choose all four digits to draw the manifold.")
         return
