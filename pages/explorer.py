@@ -1,3 +1,207 @@
+"""Layer Explorer: one block at a time, how the flow turns a digit into Gaussian noise and noise back into a digit."""
+import hashlib
+
+import numpy as np
 import streamlit as st
 
-st.title("Under construction")
+from flow import explore, explore_plots as plots
+from flow.catalog import list_models
+from flow.data import TOY_SETS, make_toy
+from ui.digits import digit_input
+from ui.player import player
+from ui.sidebar import KEY as MODEL_KEY, current_model
+
+ABOUT = {
+    "data": r"""**The input.** The digit's 8-bit pixels $x$, taken at the centre of each bin:
+$u = (x + \tfrac12)/256 \in (0, 1)$. Every map on this page is drawn in this 28×28 layout: each
+dimension stays at the pixel it came from, however the flow reshapes the tensor.""",
+    "preprocess": r"""**Dequantize + logit** (paper Sec. 4.1). $y = \operatorname{logit}(\alpha + (1-2\alpha)\,u)$,
+$\alpha = 0.05$, stretches $(0, 1)$ over the whole real line so that a Gaussian can cover it. Its log-det
+$\sum_j \log(1-2\alpha) - \log p_j - \log(1-p_j)$ is the first term of the likelihood.""",
+    "coupling": r"""**Affine coupling** (paper Eq. 9). $y = b \odot x + (1-b) \odot \big(x \odot e^{s(b \odot x)}
++ t(b \odot x)\big)$. The white half of the mask $b$ passes unchanged and is all that the networks $s$ and
+$t$ see; the other half is scaled by $e^{s}$ and shifted by $t$. The Jacobian is triangular, so
+$\log|\det J| = \sum_j \big((1-b) \odot s\big)_j$: the sum of the *s* map. Grey: already factored out.""",
+    "actnorm": r"""**ActNorm.** $y = (x - \mu_c)\, e^{-\log\sigma_c}$ per channel $c$, with $\mu_c, \sigma_c$
+learned (first set from data). $\log|\det J| = -HW \sum_c \log\sigma_c$, the same for every input. It stands
+in for the paper's batch normalisation: exact, and the same on one image as on a batch.""",
+    "squeeze": r"""**Squeeze** (paper Fig. 3). Each 2×2×C patch becomes a 1×1×4C one: the tensor gets coarser
+and deeper so that convolutions see further. No value changes, so $\log|\det J| = 0$ and the picture in
+the input layout is the same; the maps below show the tensor as the network holds it and which
+channel every pixel now lives in (hover for the exact place).""",
+    "factor-out": r"""**Factor out** (paper Sec. 3.6). Half of the channels leave the flow here as $z_i$ and
+go straight to the Gaussian prior; the other half goes on to the coarser scale. Nothing is computed,
+$\log|\det J| = 0$; it saves work and makes the first latents model the finest detail.""",
+}
+
+ABOUT_2D = {
+    "data": "**The data.** Points of the training set, each coloured by its angle around the origin so that "
+            "you can follow it through the blocks.",
+    "coupling": r"""**Affine coupling** (paper Eq. 9) in 2-D: one coordinate (where the mask $b$ is 1) stays,
+the other is scaled by $e^{s}$ and shifted by $t$, both functions of the first: the plane is sheared along
+one axis. $\log|\det J| = s$ of the changed coordinate. The next coupling swaps the roles.""",
+    "actnorm": r"""**ActNorm.** Each coordinate is shifted and rescaled, $y = (x - \mu)\,e^{-\log\sigma}$: the
+plane is stretched along the axes. $\log|\det J| = -\sum \log\sigma$, the same for every point.""",
+}
+
+
+@st.cache_resource(max_entries=32, show_spinner="Tracing the flow …")
+def traced(path: str, version: float, source: str, _model, _x) -> explore.Steps:
+    """One forward trace per (model file version, input): the slider then only indexes arrays."""
+    return explore.explore(_model, _x)
+
+
+@st.cache_resource(max_entries=32, show_spinner="Running the flow backwards …")
+def generated(path: str, version: float, source: str, _model, _z) -> explore.Steps:
+    return explore.generate(_model, _z)
+
+
+@st.cache_resource(max_entries=8, show_spinner="Evaluating the density …")
+def density(path: str, version: float, _model) -> tuple[np.ndarray, np.ndarray]:
+    return explore.density(_model)
+
+
+def digest(array: np.ndarray) -> str:
+    return hashlib.sha1(np.ascontiguousarray(array).tobytes()).hexdigest()
+
+
+def toy_training_offer() -> None:
+    """2-D models show the flow as a warping of the plane; offer a quick one when none exists."""
+    if any(e.error is None and not e.is_image_model for e in list_models()):
+        st.caption("To see the flow bend the plane (paper Fig. 1), pick a **toy-2d** model in the sidebar.")
+        return
+    st.info("There is no 2-D model yet. Train a small one here in about 20 seconds to watch a flow bend the plane.")
+    c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
+    data = c1.selectbox("Toy data set", TOY_SETS, key="toy_data")
+    if c2.button("Train a 2-D model (≈20 s)", key="toy_train"):
+        with st.spinner(f"Training toy-2d on {data} …"):
+            result = explore.train_toy(data)
+        if result.error:
+            st.error(f"The training run failed: {result.error}")
+        else:
+            st.session_state["toy_trained"] = str(result.checkpoint)
+    if st.session_state.get("toy_trained"):
+        st.success("Trained. It is now in the sidebar's model list.")
+        st.button("Explore it", key="toy_open", on_click=st.session_state.update,
+                  args=({MODEL_KEY: st.session_state["toy_trained"], "toy_trained": None},))
+
+
+st.title("🔬 Layer Explorer")
+picked = current_model()
+if picked is None:
+    toy_training_offer()
+    st.stop()
+model, entry = picked
+ident = (str(entry.path), entry.version)
+
+if entry.is_image_model:
+    st.markdown("How the flow turns a digit into Gaussian noise, one block at a time, and the same blocks "
+                "run backwards to turn noise into a digit. Pick a digit, then move the slider or press play.")
+    with st.container(border=True):
+        digit = digit_input("explorer", "Digit")
+    if digit is None:
+        st.stop()
+    steps = traced(*ident, digest(digit.numpy()), model, digit)
+    dec = explore.decomposition(model, steps)
+
+    st.header("Digit → noise")
+    units = st.segmented_control("Likelihood in", ["nats", "bits/dim"], default="bits/dim", key="units")
+
+    def forward_block(i: int) -> None:
+        kind = steps.kinds[i]
+        st.markdown(f"#### {i}. {steps.names[i]}  ·  log-det {steps.logdets[i]:+.2f} nats")
+        text, maps = st.columns([1, 4])
+        text.markdown(ABOUT[kind])
+        maps.plotly_chart(plots.block_figure(steps, i), key="block_maps", config={"displayModeBar": False})
+        if kind in ("squeeze", "factor-out"):
+            maps.plotly_chart(plots.layout_figure(steps, i), key="layout_maps", config={"displayModeBar": False})
+        left, right = st.columns(2)
+        with left:
+            st.markdown(r"**Where the likelihood comes from.** $\log p(x) = \log \mathcal N(z; 0, I) + "
+                        r"\sum_k \log|\det \partial h_k / \partial h_{k-1}|$ (paper Eq. 3); in bits/dim, "
+                        r"$(-\log p(u) + D \log 256)/(D \log 2)$. Bars add up from left to right; the highlighted "
+                        f"one is this block. Total: **{dec.log_prob:.1f} nats = {dec.bits_per_dim:.3f} bits/dim**.")
+            st.plotly_chart(plots.decomposition_figure(dec, "nats" if units == "nats" else "bpd",
+                                                       i - 1 if i > 0 else None),
+                            key="waterfall", config={"displayModeBar": False})
+        with right:
+            m = explore.moments(steps.states[i])
+            st.markdown(r"**How Gaussian is it now?** At the end the 784 values of $z$ should look like 784 "
+                        r"draws from $\mathcal N(0, 1)$. The KS distance is the largest gap between their CDF and "
+                        r"the normal one (about $1.36/\sqrt{784} \approx 0.05$ is within sampling noise). Here: "
+                        + ", ".join(f"{k} {v:+.2f}" for k, v in m.items()) + f", KS {steps.ks[i]:.3f}.")
+            h, k = st.columns(2)
+            h.plotly_chart(plots.histogram_figure(steps.states[i], "values after this block"), key="hist",
+                           config={"displayModeBar": False})
+            k.plotly_chart(plots.ks_figure(steps, i), key="ks", config={"displayModeBar": False})
+
+    player("block", len(steps), "Block", forward_block, seconds=1.2)
+
+    st.header("Noise → digit")
+    st.markdown(r"Generation runs the same blocks backwards: $x = f^{-1}(z)$. Start from Gaussian noise "
+                r"$z \sim \mathcal N(0, T^2 I)$ (a temperature $T < 1$ gives cleaner, less varied digits) or from "
+                r"the digit's own code $z = f(x)$, which comes back exactly: the flow is invertible.")
+    c1, c2, c3 = st.columns([2, 2, 1])
+    start = c1.radio("Start from", ["noise z ~ N(0, T²I)", "the encoded digit"], key="gen_start", horizontal=True)
+    if start == "the encoded digit":
+        z, source = steps.states[-1].copy(), "code:" + digest(digit.numpy())
+    else:
+        temperature = c2.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="gen_temperature")
+        seed = c3.number_input("Seed", 0, 10**6, 0, key="gen_seed")
+        z, source = explore.latent_noise(model, 1, temperature, seed).numpy(), f"noise:{temperature}:{seed}"
+    back = generated(*ident, source, model, z)
+    st.image(plots.filmstrip(back), caption="every step, from the latent (left) to the picture (right); each "
+             "stretched to its own grey range", width="stretch")
+
+    def backward_step(i: int) -> None:
+        text, pic = st.columns([2, 3])
+        text.markdown(f"#### {i}. {back.names[i]}\n\n" + (
+            "The latent $z$: the factored-out $z_i$ and the final $h$, each value at the pixel it will end up at."
+            if i == 0 else f"After undoing **{back.names[i]}**. "
+            + ("The picture: $u = (\\sigma(y) - \\alpha)/(1-2\\alpha)$." if back.kinds[i] == "preprocess" else
+               "Values are still in logit space; the digit appears as the blocks are undone.")))
+        pic.plotly_chart(plots.state_figure(back, i), key="gen_state", config={"displayModeBar": False})
+
+    player("gen_step", len(back), "Step backwards", backward_step, seconds=0.8)
+    st.divider()
+    toy_training_offer()
+
+else:
+    st.markdown("A 2-D flow bends the plane, like Figure 1 of the Real NVP paper: **inference** $x \\to z$ "
+                "carries the data onto a standard Gaussian, **generation** $z \\to x$ carries Gaussian samples "
+                "onto the data. The grid shows how space is stretched: where cells shrink going $x \\to z$, "
+                "the density $p(x) = \\mathcal N(z)\\,|\\det \\partial z/\\partial x|$ is high.")
+    c1, c2, c3 = st.columns([2, 2, 1])
+    direction = c1.radio("Direction", ["inference x → z", "generation z → x"], key="toy_direction", horizontal=True)
+    grid, per_line = explore.grid_lines()
+    if direction == "inference x → z":
+        start = make_toy(entry.data, 1500, seed=1)
+        steps = traced(*ident, "points", model, start)
+        lines = traced(*ident, "grid", model, grid)
+    else:
+        temperature = c2.slider("Temperature T", 0.1, 1.5, 1.0, 0.05, key="toy_temperature")
+        seed = c3.number_input("Seed", 0, 10**6, 0, key="toy_seed")
+        start = explore.latent_noise(model, 1500, temperature, seed)
+        steps = generated(*ident, f"noise:{temperature}:{seed}", model, start)
+        lines = generated(*ident, "grid", model, grid)
+    colour = np.arctan2(start[:, 1].numpy(), start[:, 0].numpy())  # follow each point by where it started
+    extent = float(np.ceil(np.percentile(np.abs(steps.states), 99.5) + 0.5))
+    ticks, dens = density(*ident, model)
+
+    def toy_block(i: int) -> None:
+        left, right = st.columns(2)
+        left.plotly_chart(plots.points_figure(steps.states[i], colour, lines.states[i], per_line, extent,
+                                              f"{i}. {steps.names[i]} · KS to N(0, 1): {steps.ks[i]:.3f}"),
+                          key="toy_points", config={"displayModeBar": False})
+        right.plotly_chart(plots.density_figure(ticks, dens, make_toy(entry.data, 1500, seed=1).numpy()),
+                           key="toy_density", config={"displayModeBar": False})
+        if direction == "inference x → z":
+            st.markdown(ABOUT_2D.get(steps.kinds[i], ABOUT[steps.kinds[i]]))
+        if direction == "inference x → z":
+            dec = explore.decomposition(model, steps)
+            st.markdown(f"**Where the likelihood comes from**, averaged over the points: "
+                        f"log p(x) = {dec.log_prob:.3f} nats = {dec.bits_per_dim:.3f} bits/dim.")
+            st.plotly_chart(plots.decomposition_figure(dec, "nats", i - 1 if i > 0 else None), key="toy_waterfall",
+                            config={"displayModeBar": False})
+
+    player("block", len(steps), "Block", toy_block, seconds=0.8)

@@ -1,0 +1,203 @@
+"""The Layer Explorer's plotly figures, drawn from the arrays of `flow.explore` (no model calls here)."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import plotly.graph_objects as go
+import torch
+from PIL import Image
+
+from flow.explore import Decomposition, Steps, histogram
+from flow.viz import image_grid
+
+VALUES = "RdBu_r"  # diverging: 0 is white, so the sign of every value reads at a glance
+HIGHLIGHT = "#f5a800"
+BAR_COLOURS = {True: "#2a9d8f", False: "#e76f51"}  # raises log p / lowers it
+CHANNELS = "Turbo"
+
+
+def _bound(*arrays: np.ndarray) -> float:
+    """The symmetric colour range that holds every finite value (at least 1e-6)."""
+    finite = [np.abs(a[np.isfinite(a)]) for a in arrays]
+    return max([1e-6] + [float(f.max()) for f in finite if f.size])
+
+
+def _panels(panels: list[dict], colouraxes: dict[str, dict], height: int = 270) -> go.Figure:
+    """One row of square heatmaps, each with its own axes; panels sharing a colour axis share the scale."""
+    n, gap = len(panels), 0.02
+    width = (1 - gap * (n - 1)) / n
+    layout: dict = {"height": height, "margin": {"l": 0, "r": 0, "t": 28, "b": 0}, "annotations": [],
+                    "plot_bgcolor": "#d9d9d9"}  # NaN (not in this block) shows as grey
+    traces = []
+    for k, p in enumerate(panels):
+        ax = "" if k == 0 else str(k + 1)
+        x0 = k * (width + gap)
+        layout[f"xaxis{ax}"] = {"domain": [x0, x0 + width], "visible": False, "constrain": "domain"}
+        layout[f"yaxis{ax}"] = {"autorange": "reversed", "visible": False, "scaleanchor": f"x{ax}"}
+        layout["annotations"].append({"text": p["title"], "x": x0 + width / 2, "y": 1.0, "xref": "paper",
+                                      "yref": "paper", "yanchor": "bottom", "showarrow": False})
+        heat = {"z": p["z"], "coloraxis": p["axis"], "xaxis": f"x{ax}", "yaxis": f"y{ax}",
+                "hovertemplate": p.get("hover", "row %{y}, col %{x}: %{z:.3f}<extra></extra>")}
+        if "customdata" in p:
+            heat["customdata"] = p["customdata"]
+        traces.append(go.Heatmap(heat))
+    layout.update(colouraxes)
+    return go.Figure(traces, layout)
+
+
+def _colourbar(title: str, y: float, length: float, **extra) -> dict:
+    return {"title": {"text": title, "side": "right"}, "y": y, "len": length, "thickness": 12, **extra}
+
+
+def block_figure(steps: Steps, i: int) -> go.Figure:
+    """Entry i in the input layout: input, (mask b, s, t,) output, change. Input, t, output and change
+    share one colour scale; s has its own, labelled with the factor exp(s) it multiplies by."""
+    maps = steps.block(i)
+    where = steps.where(i)[1]
+    m = _bound(maps["input"], maps["output"], maps.get("t", maps["input"]))
+    hover = ("input pixel (%{y}, %{x}): %{z:.3f}<br>now %{customdata[0]} channel %{customdata[1]} "
+             "at (%{customdata[2]}, %{customdata[3]})<extra></extra>")
+    axes = {"coloraxis": {"colorscale": VALUES, "cmin": -m, "cmax": m,
+                          "colorbar": _colourbar("value", 0.78, 0.55)}}
+    panels = [{"title": "input", "z": maps["input"], "axis": "coloraxis"}]
+    if "s" in maps:
+        sm = _bound(maps["s"])
+        ticks = np.linspace(-sm, sm, 5)
+        axes["coloraxis2"] = {"colorscale": "PuOr_r", "cmin": -sm, "cmax": sm, "colorbar": _colourbar(
+            "exp(s)", 0.2, 0.4, tickvals=ticks, ticktext=[f"×{math.exp(t):.2f}" for t in ticks])}
+        axes["coloraxis3"] = {"colorscale": [[0, "#222222"], [1, "#ffffff"]], "cmin": 0, "cmax": 1,
+                              "showscale": False}
+        panels += [{"title": "mask b (white: kept)", "z": maps["mask"], "axis": "coloraxis3",
+                    "hover": "b = %{z:.0f}<extra></extra>"},
+                   {"title": "scale s (exp s)", "z": maps["s"], "axis": "coloraxis2",
+                    "hover": "s = %{z:.3f}<extra></extra>"},
+                   {"title": "translation t", "z": maps["t"], "axis": "coloraxis"}]
+    if steps.kinds[i] == "data":  # nothing has happened yet: only the input to show
+        panels[0].update(customdata=where, hover=hover)
+        return _panels(panels, axes)
+    panels += [{"title": "output", "z": maps["output"], "axis": "coloraxis", "customdata": where, "hover": hover},
+               {"title": "change (output − input)", "z": maps["change"], "axis": "coloraxis"}]
+    return _panels(panels, axes)
+
+
+def layout_figure(steps: Steps, i: int) -> go.Figure:
+    """Where the dimensions go at a squeeze or factor-out: the tensors before and after as the network
+    holds them (channels tiled), and each input pixel coloured by the channel it now sits in."""
+    code, where = steps.where(i)
+    tiles = [(f"before: {p.label} {_shape(p.shape)}", t) for p, t in steps.tiles(i - 1)]
+    tiles += [(f"after: {p.label} {_shape(p.shape)}", t) for p, t in steps.tiles(i)]
+    m = _bound(*(t for _, t in tiles))
+    panels = [{"title": title, "z": t, "axis": "coloraxis"} for title, t in tiles]
+    panels.append({"title": "where each pixel went (channel)", "z": code, "axis": "coloraxis2", "customdata": where,
+                   "hover": "input pixel (%{y}, %{x}) → %{customdata[0]} channel %{customdata[1]} "
+                            "at (%{customdata[2]}, %{customdata[3]})<extra></extra>"})
+    axes = {"coloraxis": {"colorscale": VALUES, "cmin": -m, "cmax": m, "colorbar": _colourbar("value", 0.78, 0.55)},
+            "coloraxis2": {"colorscale": CHANNELS, "colorbar": _colourbar("channel", 0.2, 0.4)}}
+    return _panels(panels, axes, height=250)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "×".join(map(str, shape))
+
+
+def decomposition_figure(dec: Decomposition, units: str, highlight: int | None) -> go.Figure:
+    """A waterfall: each term moves the running total; the last bar is log p(x) (or bits/dim).
+    `highlight` is the index of a block in `dec.names` (the slider's block), or None."""
+    terms = dec.terms(units)
+    offset = 1 if units != "nats" and dec.images else 0  # the 8-bit scale term comes first in bits/dim
+    values = np.array([v for _, v in terms])
+    base = np.concatenate([[0.0], np.cumsum(values)[:-1]])
+    total = dec.log_prob if units == "nats" else dec.bits_per_dim
+    lowers_bpd = units != "nats"  # in bits/dim a positive term is bad (a longer code)
+    colours = [BAR_COLOURS[(v >= 0) != lowers_bpd] for v in values]
+    lines = ["rgba(0,0,0,0)"] * len(terms)
+    if highlight is not None:
+        lines[highlight + offset] = HIGHLIGHT
+        colours[highlight + offset] = HIGHLIGHT
+    names = [n for n, _ in terms]
+    total_name = "log p(x)" if units == "nats" else "bits/dim"
+    unit = "nats" if units == "nats" else "bits/dim"
+    fig = go.Figure([
+        go.Bar(x=names, y=values, base=base, marker={"color": colours, "line": {"color": lines, "width": 3}},
+               hovertemplate="%{x}: %{y:+.3f} " + unit + "<extra></extra>", showlegend=False),
+        go.Bar(x=[total_name], y=[total], marker_color="#555555", showlegend=False,
+               hovertemplate=total_name + " = %{y:.3f}<extra></extra>"),
+    ], {"height": 330, "margin": {"l": 0, "r": 0, "t": 10, "b": 0}, "yaxis": {"title": {"text": unit}},
+        "xaxis": {"tickangle": -50, "tickfont": {"size": 10}}, "bargap": 0.15})
+    return fig
+
+
+def histogram_figure(values: np.ndarray, title: str) -> go.Figure:
+    """The state's values against the standard normal density they should follow at the end."""
+    centres, dens = histogram(values)
+    xs = np.linspace(-5, 5, 201)
+    return go.Figure([
+        go.Bar(x=centres, y=dens, name="values after this block", marker_color="#7aa6c2",
+               hovertemplate="%{x:.1f}: %{y:.3f}<extra></extra>"),
+        go.Scatter(x=xs, y=np.exp(-xs ** 2 / 2) / math.sqrt(2 * math.pi), name="N(0, 1)", mode="lines",
+                   line={"color": "#222222", "width": 2}, hoverinfo="skip"),
+    ], {"height": 280, "margin": {"l": 0, "r": 0, "t": 30, "b": 0}, "title": {"text": title, "font": {"size": 13}},
+        "bargap": 0, "legend": {"x": 0.01, "y": 0.99}, "xaxis": {"range": [-5, 5]}})
+
+
+def ks_figure(steps: Steps, i: int) -> go.Figure:
+    """One number per block: the KS distance to N(0, 1), falling as the representation gets Gaussian."""
+    x = list(range(len(steps)))
+    return go.Figure([
+        go.Scatter(x=x, y=steps.ks, mode="lines+markers", customdata=steps.names, line={"color": "#7aa6c2"},
+                   hovertemplate="%{customdata}: KS %{y:.3f}<extra></extra>", showlegend=False),
+        go.Scatter(x=[i], y=[steps.ks[i]], mode="markers", marker={"color": HIGHLIGHT, "size": 14},
+                   hoverinfo="skip", showlegend=False),
+    ], {"height": 280, "margin": {"l": 0, "r": 0, "t": 30, "b": 0}, "yaxis": {"rangemode": "tozero"},
+        "title": {"text": "KS distance to N(0, 1), block by block", "font": {"size": 13}},
+        "xaxis": {"title": {"text": "block (slider position)"}}})
+
+
+def state_figure(steps: Steps, i: int) -> go.Figure:
+    """The generative state at step i in the input layout, on its own colour scale, with hover."""
+    z = steps.pixels(i)
+    m = _bound(z)
+    where = steps.where(i)[1]
+    return _panels([{"title": steps.names[i], "z": z, "axis": "coloraxis", "customdata": where,
+                     "hover": "pixel (%{y}, %{x}): %{z:.3f}<br>%{customdata[0]} channel %{customdata[1]}"
+                              "<extra></extra>"}],
+                   {"coloraxis": {"colorscale": VALUES, "cmin": -m, "cmax": m,
+                                  "colorbar": _colourbar("value", 0.5, 0.9)}}, height=320)
+
+
+def filmstrip(steps: Steps, scale: int = 2) -> Image.Image:
+    """Every step of a trace as a small grayscale picture (each stretched to its own range), in order."""
+    pics = torch.from_numpy(np.stack([steps.pixels(i) for i in range(len(steps))]))[:, None]
+    lo = pics.amin((1, 2, 3), keepdim=True)
+    hi = pics.amax((1, 2, 3), keepdim=True)
+    return image_grid((pics - lo) / (hi - lo).clamp_min(1e-6), nrow=len(steps), scale=scale)
+
+
+# ----- 2-D models ------------------------------------------------------------------------------------------
+def points_figure(points: np.ndarray, colour: np.ndarray, grid: np.ndarray, per_line: int, extent: float,
+                  title: str) -> go.Figure:
+    """Points (coloured by where they started) and the grid lines, as they are after some block."""
+    lines = grid.reshape(-1, per_line, 2)
+    gap = np.full((len(lines), 1, 2), np.nan)
+    path = np.concatenate([lines, gap], 1).reshape(-1, 2)
+    return go.Figure([
+        go.Scattergl(x=path[:, 0], y=path[:, 1], mode="lines", line={"color": "rgba(80,80,80,0.45)", "width": 1},
+                     hoverinfo="skip", showlegend=False),
+        go.Scattergl(x=points[:, 0], y=points[:, 1], mode="markers", showlegend=False, hoverinfo="skip",
+                     marker={"color": colour, "colorscale": "HSV", "cmin": -math.pi, "cmax": math.pi, "size": 4}),
+    ], {"height": 460, "margin": {"l": 0, "r": 0, "t": 30, "b": 0}, "title": {"text": title, "font": {"size": 13}},
+        "xaxis": {"range": [-extent, extent], "zeroline": False},
+        "yaxis": {"range": [-extent, extent], "scaleanchor": "x", "zeroline": False}})
+
+
+def density_figure(ticks: np.ndarray, dens: np.ndarray, data: np.ndarray) -> go.Figure:
+    """The learned density p(x) as a heat map, with a sample of the training data on top."""
+    return go.Figure([
+        go.Heatmap(x=ticks, y=ticks, z=dens, colorscale="Viridis", colorbar={"title": {"text": "p(x)"}},
+                   hovertemplate="x = (%{x:.2f}, %{y:.2f}): p = %{z:.3f}<extra></extra>"),
+        go.Scattergl(x=data[:, 0], y=data[:, 1], mode="markers", marker={"color": "white", "size": 2, "opacity": 0.5},
+                     hoverinfo="skip", showlegend=False),
+    ], {"height": 460, "margin": {"l": 0, "r": 0, "t": 30, "b": 0},
+        "title": {"text": "learned density p(x) and the data", "font": {"size": 13}},
+        "xaxis": {"range": [ticks[0], ticks[-1]]}, "yaxis": {"scaleanchor": "x", "range": [ticks[0], ticks[-1]]}})
