@@ -34,9 +34,11 @@ def _panels(panels: list[dict], colouraxes: dict[str, dict], height: int = 270) 
         ax = "" if k == 0 else str(k + 1)
         x0 = k * (width + gap)
         layout[f"xaxis{ax}"] = {"domain": [x0, x0 + width], "visible": False, "constrain": "domain"}
-        layout[f"yaxis{ax}"] = {"autorange": "reversed", "visible": False, "scaleanchor": f"x{ax}"}
+        layout[f"yaxis{ax}"] = {"autorange": "reversed", "visible": False, "scaleanchor": f"x{ax}",
+                                "constrain": "domain"}
         layout["annotations"].append({"text": p["title"], "x": x0 + width / 2, "y": 1.0, "xref": "paper",
-                                      "yref": "paper", "yanchor": "bottom", "showarrow": False})
+                                      "yref": "paper", "yanchor": "bottom", "showarrow": False,
+                                      "font": {"size": 12}})
         heat = {"z": p["z"], "coloraxis": p["axis"], "xaxis": f"x{ax}", "yaxis": f"y{ax}",
                 "hovertemplate": p.get("hover", "row %{y}, col %{x}: %{z:.3f}<extra></extra>")}
         if "customdata" in p:
@@ -68,32 +70,41 @@ def block_figure(steps: Steps, i: int) -> go.Figure:
             "exp(s)", 0.2, 0.4, tickvals=ticks, ticktext=[f"×{math.exp(t):.2f}" for t in ticks])}
         axes["coloraxis3"] = {"colorscale": [[0, "#222222"], [1, "#ffffff"]], "cmin": 0, "cmax": 1,
                               "showscale": False}
-        panels += [{"title": "mask b (white: kept)", "z": maps["mask"], "axis": "coloraxis3",
+        panels += [{"title": "mask b", "z": maps["mask"], "axis": "coloraxis3",
                     "hover": "b = %{z:.0f}<extra></extra>"},
-                   {"title": "scale s (exp s)", "z": maps["s"], "axis": "coloraxis2",
+                   {"title": "scale s", "z": maps["s"], "axis": "coloraxis2",
                     "hover": "s = %{z:.3f}<extra></extra>"},
-                   {"title": "translation t", "z": maps["t"], "axis": "coloraxis"}]
+                   {"title": "shift t", "z": maps["t"], "axis": "coloraxis"}]
     if steps.kinds[i] == "data":  # nothing has happened yet: only the input to show
         panels[0].update(customdata=where, hover=hover)
         return _panels(panels, axes)
     panels += [{"title": "output", "z": maps["output"], "axis": "coloraxis", "customdata": where, "hover": hover},
-               {"title": "change (output − input)", "z": maps["change"], "axis": "coloraxis"}]
+               {"title": "change", "z": maps["change"], "axis": "coloraxis"}]
     return _panels(panels, axes)
 
 
 def layout_figure(steps: Steps, i: int) -> go.Figure:
     """Where the dimensions go at a squeeze or factor-out: the tensors before and after as the network
-    holds them (channels tiled), and each input pixel coloured by the channel it now sits in."""
+    holds them (channels tiled), and each input pixel coloured by where its dimension now sits."""
     code, where = steps.where(i)
-    tiles = [(f"before: {p.label} {_shape(p.shape)}", t) for p, t in steps.tiles(i - 1)]
-    tiles += [(f"after: {p.label} {_shape(p.shape)}", t) for p, t in steps.tiles(i)]
+    tiles = [(f"in: {p.label} {_shape(p.shape)}", t) for p, t in steps.tiles(i - 1)]
+    tiles += [(f"out: {p.label} {_shape(p.shape)}", t) for p, t in steps.tiles(i)]
     m = _bound(*(t for _, t in tiles))
     panels = [{"title": title, "z": t, "axis": "coloraxis"} for title, t in tiles]
-    panels.append({"title": "where each pixel went (channel)", "z": code, "axis": "coloraxis2", "customdata": where,
-                   "hover": "input pixel (%{y}, %{x}) → %{customdata[0]} channel %{customdata[1]} "
-                            "at (%{customdata[2]}, %{customdata[3]})<extra></extra>"})
-    axes = {"coloraxis": {"colorscale": VALUES, "cmin": -m, "cmax": m, "colorbar": _colourbar("value", 0.78, 0.55)},
-            "coloraxis2": {"colorscale": CHANNELS, "colorbar": _colourbar("channel", 0.2, 0.4)}}
+    axes = {"coloraxis": {"colorscale": VALUES, "cmin": -m, "cmax": m, "colorbar": _colourbar("value", 0.78, 0.55)}}
+    hover = ("input pixel (%{y}, %{x}) → %{customdata[0]} channel %{customdata[1]} "
+             "at (%{customdata[2]}, %{customdata[3]})<extra></extra>")
+    if steps.kinds[i] == "factor-out":  # 1: leaves now as the newest z, 0: flows on as h, NaN: left earlier
+        label = where[..., 0]
+        leaves = np.where(label == f"z{len(steps.parts[i]) - 1}", 1.0, np.where(label == "h", 0.0, np.nan))
+        panels.append({"title": "orange: leaves, blue: flows on", "z": leaves, "axis": "coloraxis2",
+                       "customdata": where, "hover": hover})
+        axes["coloraxis2"] = {"colorscale": [[0, "#4c78a8"], [1, "#f58518"]], "cmin": 0, "cmax": 1,
+                              "showscale": False}
+    else:
+        panels.append({"title": "channel of each pixel", "z": code, "axis": "coloraxis2", "customdata": where,
+                       "hover": hover})
+        axes["coloraxis2"] = {"colorscale": CHANNELS, "colorbar": _colourbar("channel", 0.2, 0.4)}
     return _panels(panels, axes, height=250)
 
 

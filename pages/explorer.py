@@ -11,27 +11,30 @@ from ui.digits import digit_input
 from ui.player import player
 from ui.sidebar import KEY as MODEL_KEY, current_model
 
-ABOUT = {
-    "data": r"""**The input.** The digit's 8-bit pixels $x$, taken at the centre of each bin:
-$u = (x + \tfrac12)/256 \in (0, 1)$. Every map on this page is drawn in this 28×28 layout: each
-dimension stays at the pixel it came from, however the flow reshapes the tensor.""",
-    "preprocess": r"""**Dequantize + logit** (paper Sec. 4.1). $y = \operatorname{logit}(\alpha + (1-2\alpha)\,u)$,
-$\alpha = 0.05$, stretches $(0, 1)$ over the whole real line so that a Gaussian can cover it. Its log-det
-$\sum_j \log(1-2\alpha) - \log p_j - \log(1-p_j)$ is the first term of the likelihood.""",
-    "coupling": r"""**Affine coupling** (paper Eq. 9). $y = b \odot x + (1-b) \odot \big(x \odot e^{s(b \odot x)}
-+ t(b \odot x)\big)$. The white half of the mask $b$ passes unchanged and is all that the networks $s$ and
-$t$ see; the other half is scaled by $e^{s}$ and shifted by $t$. The Jacobian is triangular, so
-$\log|\det J| = \sum_j \big((1-b) \odot s\big)_j$: the sum of the *s* map. Grey: already factored out.""",
-    "actnorm": r"""**ActNorm.** $y = (x - \mu_c)\, e^{-\log\sigma_c}$ per channel $c$, with $\mu_c, \sigma_c$
-learned (first set from data). $\log|\det J| = -HW \sum_c \log\sigma_c$, the same for every input. It stands
-in for the paper's batch normalisation: exact, and the same on one image as on a batch.""",
-    "squeeze": r"""**Squeeze** (paper Fig. 3). Each 2×2×C patch becomes a 1×1×4C one: the tensor gets coarser
-and deeper so that convolutions see further. No value changes, so $\log|\det J| = 0$ and the picture in
-the input layout is the same; the maps below show the tensor as the network holds it and which
-channel every pixel now lives in (hover for the exact place).""",
-    "factor-out": r"""**Factor out** (paper Sec. 3.6). Half of the channels leave the flow here as $z_i$ and
-go straight to the Gaussian prior; the other half goes on to the coarser scale. Nothing is computed,
-$\log|\det J| = 0$; it saves work and makes the first latents model the finest detail.""",
+ABOUT = {  # markdown soft-wraps these lines; none may start with "+" or "-" (that would make a list)
+    "data": r"""**The input.** The digit's 8-bit pixels $x$, taken at the centre of each bin,
+$u = (x + \frac12)/256$. Every map on this page is drawn in this 28×28 layout: each dimension stays at the
+pixel it came from, however the flow reshapes the tensor (hover a map to see where a value now sits).""",
+    "preprocess": r"""**Dequantize + logit** (paper Sec. 4.1). It stretches $(0, 1)$ over the whole real line,
+so that a Gaussian can cover it:
+$$y = \operatorname{logit}\big(\alpha + (1-2\alpha)\,u\big),\quad \alpha = 0.05.$$
+Its log-det, $\sum_j \log(1-2\alpha) - \log p_j - \log(1-p_j)$, is the first term of the likelihood.""",
+    "coupling": r"""**Affine coupling** (paper Eq. 9).
+$$y = b \odot x + (1-b) \odot \big(x \odot e^{s(b \odot x)} + t(b \odot x)\big)$$
+The white half of the mask $b$ passes unchanged and is all that the networks $s$ and $t$ see; the black
+half is scaled by $e^{s}$ and shifted by $t$. The Jacobian is triangular, so the log-det is the sum of
+the $s$ map: $\log|\det J| = \sum_j \big((1-b) \odot s\big)_j$. Grey: already factored out.""",
+    "actnorm": r"""**ActNorm.** Each channel $c$ is shifted and rescaled by learned numbers (first set from
+data), the same for every input:
+$$y = (x - \mu_c)\, e^{-\log\sigma_c},\quad \log|\det J| = -HW \textstyle\sum_c \log\sigma_c.$$
+It stands in for the paper's batch normalisation: exact, and the same on one image as on a batch.""",
+    "squeeze": r"""**Squeeze** (paper Fig. 3). Each 2×2×C patch becomes a 1×1×4C one: the tensor gets
+coarser and deeper, so that convolutions see further. No value changes, so $\log|\det J| = 0$ and the
+picture in the input layout stays the same. Below: the tensor as the network holds it (its channels side
+by side) and the channel each input pixel now sits in.""",
+    "factor-out": r"""**Factor out** (paper Sec. 3.6). Half of the channels leave the flow here as $z_i$ and go
+straight to the Gaussian prior; the other half goes on to the next scale. Nothing is computed, so
+$\log|\det J| = 0$. Below: which pixels' dimensions leave and which flow on.""",
 }
 
 ABOUT_2D = {
@@ -43,7 +46,6 @@ one axis. $\log|\det J| = s$ of the changed coordinate. The next coupling swaps 
     "actnorm": r"""**ActNorm.** Each coordinate is shifted and rescaled, $y = (x - \mu)\,e^{-\log\sigma}$: the
 plane is stretched along the axes. $\log|\det J| = -\sum \log\sigma$, the same for every point.""",
 }
-
 
 @st.cache_resource(max_entries=32, show_spinner="Tracing the flow …")
 def traced(path: str, version: float, source: str, _model, _x) -> explore.Steps:
@@ -174,8 +176,9 @@ else:
     c1, c2, c3 = st.columns([2, 2, 1])
     direction = c1.radio("Direction", ["inference x → z", "generation z → x"], key="toy_direction", horizontal=True)
     grid, per_line = explore.grid_lines()
+    data = make_toy(entry.data, 1500, seed=1)
     if direction == "inference x → z":
-        start = make_toy(entry.data, 1500, seed=1)
+        start = data
         steps = traced(*ident, "points", model, start)
         lines = traced(*ident, "grid", model, grid)
     else:
@@ -187,21 +190,24 @@ else:
     colour = np.arctan2(start[:, 1].numpy(), start[:, 0].numpy())  # follow each point by where it started
     extent = float(np.ceil(np.percentile(np.abs(steps.states), 99.5) + 0.5))
     ticks, dens = density(*ident, model)
+    dec = explore.decomposition(model, steps)
 
     def toy_block(i: int) -> None:
         left, right = st.columns(2)
         left.plotly_chart(plots.points_figure(steps.states[i], colour, lines.states[i], per_line, extent,
                                               f"{i}. {steps.names[i]} · KS to N(0, 1): {steps.ks[i]:.3f}"),
                           key="toy_points", config={"displayModeBar": False})
-        right.plotly_chart(plots.density_figure(ticks, dens, make_toy(entry.data, 1500, seed=1).numpy()),
+        right.plotly_chart(plots.density_figure(ticks, dens, data.numpy()),
                            key="toy_density", config={"displayModeBar": False})
         if direction == "inference x → z":
             st.markdown(ABOUT_2D.get(steps.kinds[i], ABOUT[steps.kinds[i]]))
-        if direction == "inference x → z":
-            dec = explore.decomposition(model, steps)
             st.markdown(f"**Where the likelihood comes from**, averaged over the points: "
                         f"log p(x) = {dec.log_prob:.3f} nats = {dec.bits_per_dim:.3f} bits/dim.")
             st.plotly_chart(plots.decomposition_figure(dec, "nats", i - 1 if i > 0 else None), key="toy_waterfall",
                             config={"displayModeBar": False})
+        else:
+            st.markdown("Gaussian samples (coloured by their angle) and a regular grid in $z$-space, with the "
+                        "blocks undone one by one: " + ("the starting noise." if i == 0 else
+                                                        f"**{steps.names[i]}** has just been inverted."))
 
     player("block", len(steps), "Block", toy_block, seconds=0.8)

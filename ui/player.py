@@ -31,7 +31,8 @@ def player(key: str, n: int, label: str, draw: Callable[[int], None], seconds: f
         playing = st.session_state.get(playing_key, False)
         if playing != ticking:
             st.rerun()  # starting or stopping the clock takes a full run
-        if playing and time.monotonic() - st.session_state.get(tick_key, 0.0) >= 0.8 * seconds:
+        # Advance on the timer's ticks only, not on clicks that rerun the fragment in between.
+        if playing and time.monotonic() - st.session_state.get(tick_key, 0.0) >= 0.5 * seconds:
             st.session_state[key] = min(st.session_state.get(key, 0) + 1, n - 1)
             st.session_state[tick_key] = time.monotonic()
             st.session_state[playing_key] = st.session_state[key] < n - 1

@@ -1,0 +1,253 @@
+"""The Layer Explorer: traces as arrays (flow/explore.py) and the page, driven through AppTest."""
+import base64
+import json
+from functools import partial
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+import flow.catalog
+import ui.sidebar
+from flow import explore
+from flow.catalog import CHECKPOINT_DIR, ROOT, list_models
+from flow.checkpoint import load_checkpoint
+from flow.data import load_mnist, make_toy
+from flow.layers import dequantize
+from flow.model import build_model, prior_log_prob
+from tests.conftest import randomize
+
+REALNVP = CHECKPOINT_DIR / "realnvp-mnist.safetensors"
+SEED_MLP = CHECKPOINT_DIR / "seed-mlp-mnist.safetensors"
+MOONS = CHECKPOINT_DIR / "toy-2d-moons.safetensors"
+
+
+@pytest.fixture(scope="module")
+def digit() -> torch.Tensor:
+    return load_mnist("test")[0][:1].unsqueeze(1)  # a 7, uint8 (1, 1, 28, 28)
+
+
+def random_realnvp():
+    return randomize(build_model("realnvp", width=8, res_blocks=1), 0.05).eval()
+
+
+# ----- where every dimension goes ---------------------------------------------------------------------
+@pytest.mark.parametrize("preset", ["realnvp", "seed-mlp"])
+def test_every_state_is_a_permutation_of_the_input_pixels(preset):
+    model = build_model(preset)
+    entries = explore.layouts(model)
+    assert len(entries) == 2 + len(model.names)  # input, dequantize + logit, one per block
+    for origin, parts in entries:
+        assert np.array_equal(np.sort(origin), np.arange(784))
+        assert sum(np.prod(p.shape) for p in parts) == 784
+    if preset == "realnvp":
+        assert [p.label for p in entries[-1][1]] == ["z1", "h"] and entries[-1][1][0].shape == (8, 7, 7)
+
+
+def test_the_pixel_layout_puts_every_value_back_where_it_came_from(digit):
+    """A fresh flow is the identity after the logit (zero s and t heads, ActNorm at 0 and 1): in the
+    input layout every state must then be the logit image itself, through both squeezes and the split."""
+    model = build_model("realnvp").eval()
+    steps = explore.explore(model, digit)
+    logit_image = steps.pixels(1)
+    assert steps.kinds[1] == "preprocess" and not np.allclose(logit_image, steps.pixels(0))
+    for i in range(2, len(steps)):
+        assert np.allclose(steps.pixels(i), logit_image, atol=1e-6), steps.names[i]
+    # ... while the raw states really are reordered by the squeezes
+    assert not np.allclose(steps.states[-1, 0], steps.states[1, 0])
+
+
+def test_squeeze_and_factor_out_move_values_without_changing_them(digit):
+    steps = explore.explore(random_realnvp(), digit)
+    for i, kind in enumerate(steps.kinds):
+        if kind in ("squeeze", "factor-out"):
+            assert np.array_equal(steps.pixels(i), steps.pixels(i - 1)) and steps.logdets[i] == 0
+            assert np.array_equal(np.sort(steps.states[i, 0]), np.sort(steps.states[i - 1, 0]))
+    i = steps.kinds.index("factor-out")
+    code, where = steps.where(i)
+    assert set(where[..., 0].ravel()) == {"z1", "h"} and (where[..., 0] == "z1").sum() == 392
+    tiles = steps.tiles(i)
+    assert [p.label for p, _ in tiles] == ["z1", "h"] and tiles[0][1].shape == (15, 31)  # 8 maps of 7x7, 4 x 2
+
+
+def test_coupling_maps_are_the_blocks_own_mask_scale_and_shift(digit):
+    model = random_realnvp()
+    steps = explore.explore(model, digit)
+    i = steps.kinds.index("coupling")
+    maps = steps.block(i)
+    assert set(maps) == {"input", "output", "change", "mask", "s", "t"}
+    kept = maps["mask"] == 1
+    assert kept.sum() == 392 and np.allclose(maps["change"][kept], 0, atol=1e-6)  # the kept half stays put
+    expected = maps["input"] * np.exp(maps["s"]) + maps["t"]
+    assert np.allclose(maps["output"], expected, atol=1e-4)  # paper Eq. 9, pixel by pixel
+    assert np.isclose(maps["s"].sum(), steps.logdets[i], rtol=1e-4)  # log|det J| = sum of s
+    after_split = steps.kinds.index("coupling", steps.kinds.index("factor-out"))
+    assert np.isnan(steps.block(after_split)["s"]).sum() == 392  # z1 is no longer in the block
+
+
+# ----- the numbers on the page ------------------------------------------------------------------------
+@pytest.mark.parametrize("path", [REALNVP, SEED_MLP])
+def test_decomposition_adds_up_to_the_models_log_prob(digit, path):
+    model = load_checkpoint(path)
+    steps = explore.explore(model, digit)
+    dec = explore.decomposition(model, steps)
+    log_prob = model.log_prob(digit).item()
+    assert dec.log_prob == pytest.approx(log_prob, rel=1e-5)
+    assert sum(v for _, v in dec.terms("nats")) == pytest.approx(log_prob, rel=1e-5)
+    bpd = model.bits_from_log_prob(torch.tensor([log_prob])).item()
+    assert dec.bits_per_dim == pytest.approx(bpd, rel=1e-5)
+    assert sum(v for _, v in dec.terms("bpd")) == pytest.approx(bpd, rel=1e-5)
+
+
+def test_gaussianity_numbers():
+    g = np.random.default_rng(0)
+    assert explore.ks_normal(g.standard_normal(5000)) < 0.03
+    assert explore.ks_normal(g.uniform(0, 1, 5000)) > 0.45
+    m = explore.moments(g.standard_normal(20000))
+    assert abs(m["mean"]) < 0.03 and abs(m["std"] - 1) < 0.03 and abs(m["excess kurtosis"]) < 0.1
+    centres, dens = explore.histogram(g.standard_normal(20000))
+    assert np.isclose((dens * (centres[1] - centres[0])).sum(), 1.0)
+
+
+def test_trained_flow_makes_the_digit_gaussian_and_generation_inverts_it(digit):
+    model = load_checkpoint(REALNVP)
+    steps = explore.explore(model, digit)
+    assert steps.ks[-1] < steps.ks[1] / 2  # the code is far more Gaussian than the logit image
+    back = explore.generate(model, steps.states[-1])
+    assert back.names[0] == "latent" and back.names[-1] == "inverse logit" and len(back) == len(steps)
+    assert np.allclose(back.pixels(len(back) - 1), dequantize(digit, "mid")[0, 0].numpy(), atol=1e-4)
+    for k in range(len(back)):  # step k backwards is the forward state before the last k blocks
+        assert np.allclose(back.pixels(k), steps.pixels(len(steps) - 1 - k), atol=2e-3), back.names[k]
+    noise = explore.generate(model, explore.latent_noise(model, 1, 0.7, seed=3))
+    assert np.allclose(noise.states[0], noise.states[0]) and 0 <= noise.pixels(len(noise) - 1).min()
+    assert np.array_equal(explore.latent_noise(model, 1, 0.7, 3), explore.latent_noise(model, 1, 0.7, 3))
+
+
+def test_toy_traces_grid_and_density():
+    model = load_checkpoint(MOONS)
+    points = make_toy("moons", 500, seed=1)
+    steps = explore.explore(model, points)
+    assert steps.states.shape == (len(model.names) + 1, 500, 2) and steps.image_shape is None
+    assert steps.ks[-1] < steps.ks[0]
+    dec = explore.decomposition(model, steps)
+    assert dec.log_prob == pytest.approx(model.log_prob(points).mean().item(), rel=1e-4)
+    grid, per_line = explore.grid_lines(lines=5, points=7)
+    assert grid.shape == (2 * 5 * 7, 2) and per_line == 7
+    ticks, dens = explore.density(model, extent=4.0, n=60)
+    cell = (ticks[1] - ticks[0]) ** 2
+    assert dens.shape == (60, 60) and 0.8 < dens.sum() * cell < 1.05  # a density: integrates to ~1
+
+
+def test_a_short_toy_training_writes_a_model_the_catalog_lists(tmp_path):
+    run = explore.train_toy("circles", seconds=1.0, runs_dir=tmp_path / "runs")
+    assert run.error is None, run.error
+    entry = next(e for e in list_models(tmp_path) if e.path == run.checkpoint)
+    assert entry.data == "circles" and not entry.is_image_model and entry.error is None
+
+
+# ----- the page -----------------------------------------------------------------------------------------
+def open_page(model_path) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=90)
+    at.session_state["model_path"] = str(model_path)
+    at.switch_page("pages/explorer.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def chart(at: AppTest, key: str) -> dict:
+    return json.loads(next(c for c in at.get("plotly_chart") if c.key == key).proto.spec)
+
+
+def numbers(values) -> np.ndarray:
+    """Plotly's JSON holds arrays as lists or as base64 typed arrays."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"]))
+    return np.asarray(values, dtype=float)
+
+
+def heading(at: AppTest) -> str:
+    return next(m.value for m in at.markdown if m.value.startswith("#### "))
+
+
+@pytest.mark.parametrize("path", [REALNVP, SEED_MLP])
+def test_page_renders_for_mnist_models_and_the_slider_moves_the_block(path):
+    at = open_page(path)
+    assert heading(at).startswith("#### 0. input")
+    assert len(chart(at, "block_maps")["data"]) == 1  # the input alone
+    at.slider(key="block").set_value(3).run()
+    assert not at.exception
+    names = load_checkpoint(path).names
+    assert heading(at).startswith(f"#### 3. {names[1]}")  # entries: input, logit, then the blocks
+    shown = chart(at, "block_maps")
+    titles = [a["text"] for a in shown["layout"]["annotations"]]
+    assert "coupling" in names[1] and titles == ["input", "mask b", "scale s", "shift t", "output", "change"]
+    at.slider(key="block").set_value(len(names) + 1).run()  # the last block
+    assert heading(at).startswith(f"#### {len(names) + 1}. {names[-1]}")
+
+
+def test_the_decomposition_on_screen_is_the_models_log_prob(digit):
+    at = open_page(REALNVP)
+    at.segmented_control(key="units").set_value("nats").run()
+    at.slider(key="block").set_value(5).run()
+    waterfall = chart(at, "waterfall")
+    terms, total = numbers(waterfall["data"][0]["y"]), numbers(waterfall["data"][1]["y"])[0]
+    log_prob = load_checkpoint(REALNVP).log_prob(digit).item()  # the page's default digit: test image #0
+    assert terms.sum() == pytest.approx(log_prob, rel=1e-4) and total == pytest.approx(log_prob, rel=1e-4)
+    z = load_checkpoint(REALNVP).encode(digit)
+    assert terms[-1] == pytest.approx(prior_log_prob(z).item(), rel=1e-4)  # the last term is log N(z)
+    colours = waterfall["data"][0]["marker"]["color"]
+    assert colours[4] == "#f5a800" and colours.count("#f5a800") == 1  # block 5 = the 5th term, highlighted
+
+
+def test_squeeze_and_factor_out_show_where_the_dimensions_went():
+    at = open_page(REALNVP)
+    names = load_checkpoint(REALNVP).names
+    at.slider(key="block").set_value(2 + names.index("factor-out 1")).run()
+    titles = [a["text"] for a in chart(at, "layout_maps")["layout"]["annotations"]]
+    assert titles == ["in: h 16×7×7", "out: z1 8×7×7", "out: h 8×7×7", "orange: leaves, blue: flows on"]
+
+
+def test_a_non_image_upload_shows_a_clear_message_and_no_trace():
+    at = open_page(REALNVP)
+    at.radio(key="explorer_source").set_value("Upload").run()
+    at.file_uploader(key="explorer_upload").set_value(("notes.pdf", b"%PDF-1.4 not a picture", "application/pdf")).run()
+    assert not at.exception
+    assert "not a picture" in at.error[0].value and "Upload an image" in at.error[0].value
+    assert not [c for c in at.get("plotly_chart")]  # nothing is traced from a non-image
+
+
+def test_generation_section_from_noise_and_from_the_code():
+    at = open_page(REALNVP)
+    at.slider(key="gen_temperature").set_value(0.5).run()
+    at.slider(key="gen_step").set_value(4).run()
+    assert not at.exception and chart(at, "gen_state")["data"][0]["type"] == "heatmap"
+    at.radio(key="gen_start").set_value("the encoded digit").run()
+    assert not at.exception
+
+
+def test_play_starts_and_pauses_the_animation():
+    at = open_page(REALNVP)
+    at.button(key="block_play").click().run()
+    assert at.session_state["block_playing"] is True
+    at.button(key="block_next").click().run()  # stepping by hand pauses
+    assert at.session_state["block_playing"] is False and at.slider(key="block").value == 1
+
+
+def test_page_renders_for_a_2d_model_in_both_directions():
+    at = open_page(MOONS)
+    assert {c.key for c in at.get("plotly_chart")} == {"toy_points", "toy_density", "toy_waterfall"}
+    at.slider(key="block").set_value(4).run()
+    assert not at.exception and "4. " in chart(at, "toy_points")["layout"]["title"]["text"]
+    at.radio(key="toy_direction").set_value("generation z → x").run()
+    assert not at.exception and {c.key for c in at.get("plotly_chart")} == {"toy_points", "toy_density"}
+
+
+def test_without_any_2d_model_a_short_training_is_offered(monkeypatch, tmp_path):
+    (tmp_path / "realnvp-mnist.safetensors").write_bytes(REALNVP.read_bytes())
+    only_mnist = partial(list_models, tmp_path)
+    monkeypatch.setattr(ui.sidebar, "list_models", only_mnist)
+    monkeypatch.setattr(flow.catalog, "list_models", only_mnist)
+    at = open_page(tmp_path / "realnvp-mnist.safetensors")
+    assert "no 2-D model yet" in at.info[0].value
+    assert at.button(key="toy_train").label.startswith("Train a 2-D model")
