@@ -19,7 +19,7 @@ st.subheader("2. The affine coupling layer")
 st.markdown("Split the $D$ inputs with a binary mask into $x_{1:d}$, which pass unchanged, and $x_{d+1:D}$, "
             "which are scaled and shifted by functions of the first part (paper Sec. 3.2; with masks, Sec. 3.4):")
 st.latex(r"y_{1:d} = x_{1:d}, \qquad y_{d+1:D} = x_{d+1:D} \odot \exp\big(s(x_{1:d})\big) + t(x_{1:d})")
-st.markdown("Its inverse needs no inverse of $s$ or $t$, so they can be any neural networks (here ResNets):")
+st.markdown("Its inverse needs no inverse of $s$ or $t$, so they can be any neural networks (here MLPs or ResNets):")
 st.latex(r"x_{d+1:D} = \big(y_{d+1:D} - t(y_{1:d})\big) \odot \exp\big(-s(y_{1:d})\big)")
 
 st.subheader("3. Why the Jacobian is triangular")

@@ -10,12 +10,13 @@ st.caption(f"Each run is a separate `python -m flow.train` process writing into 
            "it keeps training when you reload, switch pages or close the tab. "
            f"At most {jobs.max_running()} run(s) train at a time (setting: `{jobs.MAX_RUNS_ENV}`).")
 
-new_run_form()
-
 runs = jobs.list_runs()
+new_run_form(expanded=not runs)
+runs = jobs.list_runs()  # with the one just launched
 if not runs:
-    st.info("No runs yet: fill in the form and press **Launch**. A toy-2d run on moons takes about a minute; "
-            "seed-mlp on 5,000 MNIST digits a few minutes.")
+    st.info("No runs yet: fill in the form and press **Launch**. toy-2d on moons, or seed-mlp on 5,000 MNIST "
+            "digits (Training examples: 5000), is done in about 20 seconds; realnvp draws far better digits but "
+            "needs several minutes an epoch on the full set.")
     st.stop()
 
 st.divider()

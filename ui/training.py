@@ -31,10 +31,9 @@ def _show_refusal(e: jobs.JobError) -> None:
     st.error("\n".join(f"- {line}" for line in str(e).splitlines()), icon="🚫")
 
 
-def new_run_form() -> None:
+def new_run_form(expanded: bool) -> None:
     """The form; a valid one starts a background run and selects it, a bad one is refused with reasons."""
-    with st.form("new_run", border=True):
-        st.markdown("**New run**")
+    with st.expander("New run", icon="➕", expanded=expanded), st.form("new_run", border=False):
         c = st.columns(3)
         preset = c[0].selectbox("Preset", list(PRESETS), key="f_preset",
                                 help="\n".join(f"- **{k}**: {desc}" for k, (_, desc) in PRESETS.items()))
@@ -77,8 +76,9 @@ def pick_run(runs: list[jobs.Run]) -> jobs.Run:
     if st.session_state.get(PICK) not in by_name:
         wanted = st.query_params.get("run") or st.session_state.get(SELECTED)
         select(wanted if wanted in by_name else next((r.name for r in runs if r.active), runs[0].name))
+    # the label leaves out the state: a select box does not redraw the label of its current choice
     name = st.selectbox("Run", list(by_name), key=PICK,
-                        format_func=lambda n: f"{ICON.get(by_name[n].state, '')} {n} · {by_name[n].state}")
+                        format_func=lambda n: f"{n} · {by_name[n].preset} on {_data_label(by_name[n].data)}")
     st.session_state[SELECTED] = st.query_params["run"] = name
     return by_name[name]
 
