@@ -23,20 +23,24 @@ def _bound(*arrays: np.ndarray) -> float:
     return max([1e-6] + [float(f.max()) for f in finite if f.size])
 
 
-def _panels(panels: list[dict], colouraxes: dict[str, dict], height: int = 270) -> go.Figure:
-    """One row of square heatmaps, each with its own axes; panels sharing a colour axis share the scale."""
-    n, gap = len(panels), 0.02
-    width = (1 - gap * (n - 1)) / n
-    layout: dict = {"height": height, "margin": {"l": 0, "r": 0, "t": 28, "b": 0}, "annotations": [],
-                    "plot_bgcolor": "#d9d9d9"}  # NaN (not in this block) shows as grey
+def _panels(panels: list[dict], colouraxes: dict[str, dict], cols: int | None = None,
+            size: int = 230) -> go.Figure:
+    """Square heatmaps in a grid of `cols` columns, each with its own axes; panels on one colour axis
+    share its scale. NaN (dimensions the block does not see) is drawn grey."""
+    cols = cols or len(panels)
+    rows = math.ceil(len(panels) / cols)
+    gap, title = 0.02, 26 / (rows * size)  # title: the height of a panel's title line, as a fraction
+    width, height = (1 - gap * (cols - 1)) / cols, (1 - gap * (rows - 1)) / rows
+    layout: dict = {"height": rows * size, "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "annotations": []}
     traces = []
     for k, p in enumerate(panels):
         ax = "" if k == 0 else str(k + 1)
-        x0 = k * (width + gap)
+        r, c = divmod(k, cols)
+        x0, top = c * (width + gap), 1 - r * (height + gap)
         layout[f"xaxis{ax}"] = {"domain": [x0, x0 + width], "visible": False, "constrain": "domain"}
-        layout[f"yaxis{ax}"] = {"autorange": "reversed", "visible": False, "scaleanchor": f"x{ax}",
-                                "constrain": "domain"}
-        layout["annotations"].append({"text": p["title"], "x": x0 + width / 2, "y": 1.0, "xref": "paper",
+        layout[f"yaxis{ax}"] = {"domain": [top - height, top - title], "autorange": "reversed", "visible": False,
+                                "scaleanchor": f"x{ax}", "constrain": "domain"}
+        layout["annotations"].append({"text": p["title"], "x": x0 + width / 2, "y": top - title, "xref": "paper",
                                       "yref": "paper", "yanchor": "bottom", "showarrow": False,
                                       "font": {"size": 12}})
         heat = {"z": p["z"], "coloraxis": p["axis"], "xaxis": f"x{ax}", "yaxis": f"y{ax}",
@@ -44,6 +48,10 @@ def _panels(panels: list[dict], colouraxes: dict[str, dict], height: int = 270) 
         if "customdata" in p:
             heat["customdata"] = p["customdata"]
         traces.append(go.Heatmap(heat))
+        missing = np.isnan(p["z"])
+        if missing.any():
+            traces.append(go.Heatmap(z=np.where(missing, 0.0, np.nan), xaxis=f"x{ax}", yaxis=f"y{ax}",
+                                     colorscale=[[0, "#cfcfcf"], [1, "#cfcfcf"]], showscale=False, hoverinfo="skip"))
     layout.update(colouraxes)
     return go.Figure(traces, layout)
 
@@ -61,26 +69,29 @@ def block_figure(steps: Steps, i: int) -> go.Figure:
     hover = ("input pixel (%{y}, %{x}): %{z:.3f}<br>now %{customdata[0]} channel %{customdata[1]} "
              "at (%{customdata[2]}, %{customdata[3]})<extra></extra>")
     axes = {"coloraxis": {"colorscale": VALUES, "cmin": -m, "cmax": m,
-                          "colorbar": _colourbar("value", 0.78, 0.55)}}
+                          "colorbar": _colourbar("value", 0.75, 0.45)}}
     panels = [{"title": "input", "z": maps["input"], "axis": "coloraxis"}]
-    if "s" in maps:
+    if steps.kinds[i] == "data":  # nothing has happened yet: only the input to show
+        panels[0].update(customdata=where, hover=hover)
+        return _panels(panels, axes, size=300)
+    panels += [{"title": "output", "z": maps["output"], "axis": "coloraxis", "customdata": where, "hover": hover},
+               {"title": "change = output − input", "z": maps["change"], "axis": "coloraxis"}]
+    if "s" in maps:  # a second row: the coupling's machinery
         sm = _bound(maps["s"])
         ticks = np.linspace(-sm, sm, 5)
         axes["coloraxis2"] = {"colorscale": "PuOr_r", "cmin": -sm, "cmax": sm, "colorbar": _colourbar(
-            "exp(s)", 0.2, 0.4, tickvals=ticks, ticktext=[f"×{math.exp(t):.2f}" for t in ticks])}
+            "s, as the factor exp(s)", 0.22, 0.42, tickvals=ticks, ticktext=[f"×{math.exp(t):.2f}" for t in ticks])}
         axes["coloraxis3"] = {"colorscale": [[0, "#222222"], [1, "#ffffff"]], "cmin": 0, "cmax": 1,
                               "showscale": False}
-        panels += [{"title": "mask b", "z": maps["mask"], "axis": "coloraxis3",
+        panels += [{"title": "mask b (white: kept)", "z": maps["mask"], "axis": "coloraxis3",
                     "hover": "b = %{z:.0f}<extra></extra>"},
                    {"title": "scale s", "z": maps["s"], "axis": "coloraxis2",
-                    "hover": "s = %{z:.3f}<extra></extra>"},
+                    "hover": "s = %{z:.3f}, exp(s) = %{customdata:.3f}<extra></extra>",
+                    "customdata": np.exp(maps["s"])},
                    {"title": "shift t", "z": maps["t"], "axis": "coloraxis"}]
-    if steps.kinds[i] == "data":  # nothing has happened yet: only the input to show
-        panels[0].update(customdata=where, hover=hover)
-        return _panels(panels, axes)
-    panels += [{"title": "output", "z": maps["output"], "axis": "coloraxis", "customdata": where, "hover": hover},
-               {"title": "change", "z": maps["change"], "axis": "coloraxis"}]
-    return _panels(panels, axes)
+    else:
+        axes["coloraxis"]["colorbar"].update(y=0.5, len=0.9)
+    return _panels(panels, axes, cols=3)
 
 
 def layout_figure(steps: Steps, i: int) -> go.Figure:
@@ -95,9 +106,9 @@ def layout_figure(steps: Steps, i: int) -> go.Figure:
     hover = ("input pixel (%{y}, %{x}) → %{customdata[0]} channel %{customdata[1]} "
              "at (%{customdata[2]}, %{customdata[3]})<extra></extra>")
     if steps.kinds[i] == "factor-out":  # 1: leaves now as the newest z, 0: flows on as h, NaN: left earlier
-        label = where[..., 0]
-        leaves = np.where(label == f"z{len(steps.parts[i]) - 1}", 1.0, np.where(label == "h", 0.0, np.nan))
-        panels.append({"title": "orange: leaves, blue: flows on", "z": leaves, "axis": "coloraxis2",
+        label, newest = where[..., 0], steps.parts[i][-2].label
+        leaves = np.where(label == newest, 1.0, np.where(label == "h", 0.0, np.nan))
+        panels.append({"title": f"orange: {newest}, blue: h", "z": leaves, "axis": "coloraxis2",
                        "customdata": where, "hover": hover})
         axes["coloraxis2"] = {"colorscale": [[0, "#4c78a8"], [1, "#f58518"]], "cmin": 0, "cmax": 1,
                               "showscale": False}
@@ -105,7 +116,7 @@ def layout_figure(steps: Steps, i: int) -> go.Figure:
         panels.append({"title": "channel of each pixel", "z": code, "axis": "coloraxis2", "customdata": where,
                        "hover": hover})
         axes["coloraxis2"] = {"colorscale": CHANNELS, "colorbar": _colourbar("channel", 0.2, 0.4)}
-    return _panels(panels, axes, height=250)
+    return _panels(panels, axes, size=200)
 
 
 def _shape(shape: tuple[int, ...]) -> str:
@@ -174,7 +185,7 @@ def state_figure(steps: Steps, i: int) -> go.Figure:
                      "hover": "pixel (%{y}, %{x}): %{z:.3f}<br>%{customdata[0]} channel %{customdata[1]}"
                               "<extra></extra>"}],
                    {"coloraxis": {"colorscale": VALUES, "cmin": -m, "cmax": m,
-                                  "colorbar": _colourbar("value", 0.5, 0.9)}}, height=320)
+                                  "colorbar": _colourbar("value", 0.5, 0.9)}}, size=320)
 
 
 def filmstrip(steps: Steps, scale: int = 2) -> Image.Image:

@@ -112,7 +112,7 @@ if entry.is_image_model:
     def forward_block(i: int) -> None:
         kind = steps.kinds[i]
         st.markdown(f"#### {i}. {steps.names[i]}  ·  log-det {steps.logdets[i]:+.2f} nats")
-        text, maps = st.columns([1, 4])
+        text, maps = st.columns([1, 3])
         text.markdown(ABOUT[kind])
         maps.plotly_chart(plots.block_figure(steps, i), key="block_maps", config={"displayModeBar": False})
         if kind in ("squeeze", "factor-out"):

@@ -181,7 +181,8 @@ def test_page_renders_for_mnist_models_and_the_slider_moves_the_block(path):
     assert heading(at).startswith(f"#### 3. {names[1]}")  # entries: input, logit, then the blocks
     shown = chart(at, "block_maps")
     titles = [a["text"] for a in shown["layout"]["annotations"]]
-    assert "coupling" in names[1] and titles == ["input", "mask b", "scale s", "shift t", "output", "change"]
+    assert "coupling" in names[1] and titles == [
+        "input", "output", "change = output − input", "mask b (white: kept)", "scale s", "shift t"]
     at.slider(key="block").set_value(len(names) + 1).run()  # the last block
     assert heading(at).startswith(f"#### {len(names) + 1}. {names[-1]}")
 
@@ -205,7 +206,7 @@ def test_squeeze_and_factor_out_show_where_the_dimensions_went():
     names = load_checkpoint(REALNVP).names
     at.slider(key="block").set_value(2 + names.index("factor-out 1")).run()
     titles = [a["text"] for a in chart(at, "layout_maps")["layout"]["annotations"]]
-    assert titles == ["in: h 16×7×7", "out: z1 8×7×7", "out: h 8×7×7", "orange: leaves, blue: flows on"]
+    assert titles == ["in: h 16×7×7", "out: z1 8×7×7", "out: h 8×7×7", "orange: z1, blue: h"]
 
 
 def test_a_non_image_upload_shows_a_clear_message_and_no_trace():

@@ -1,0 +1,116 @@
+"""How long the Layer Explorer takes from a block-slider change to the new block, for the multi-scale
+MNIST model on this CPU (target: under 150 ms median). Prints JSON.
+
+    OMP_NUM_THREADS=1 python bench/explorer_latency.py [--moves 25]
+
+"trace" is the one-off cost per digit (the page caches it per model file and digit); "slider: data" is
+what a slider move computes from the cached trace (the block's maps, where each pixel went, moments);
+"slider: data + figures" adds every plotly figure the block view draws, serialised as Streamlit sends
+them; "slider: page rerun" is a whole AppTest script run after moving the slider (the browser reruns
+only the fragment holding the slider and the block view, so this is an upper bound).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+from flow import explore, explore_plots as plots  # noqa: E402
+from flow.catalog import ROOT, list_models  # noqa: E402
+from flow.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from flow.data import load_mnist  # noqa: E402
+from flow.model import Flow, build_model  # noqa: E402
+
+TARGET_MS = 150.0
+
+
+def multiscale_model() -> tuple[Flow, Path | None]:
+    """The best realnvp MNIST checkpoint in the catalog; a fresh one (same architecture, same cost) if none."""
+    for entry in list_models():
+        if entry.error is None and entry.preset == "realnvp" and entry.is_image_model:
+            return load_checkpoint(entry.path), entry.path
+    return build_model("realnvp").eval(), None
+
+
+def summary(ms: list[float]) -> dict[str, float]:
+    return {"median_ms": round(statistics.median(ms), 1), "p90_ms": round(sorted(ms)[int(0.9 * (len(ms) - 1))], 1),
+            "max_ms": round(max(ms), 1)}
+
+
+def timed(fn, args: list) -> list[float]:
+    fn(args[0])  # warm-up
+    out = []
+    for a in args:
+        start = time.perf_counter()
+        fn(a)
+        out.append((time.perf_counter() - start) * 1000)
+    return out
+
+
+def block_view(model: Flow, steps: explore.Steps, i: int) -> None:
+    """Everything the page's block view builds for block i, serialised like st.plotly_chart does."""
+    dec = explore.decomposition(model, steps)
+    figures = [plots.block_figure(steps, i), plots.decomposition_figure(dec, "bpd", i - 1 if i else None),
+               plots.histogram_figure(steps.states[i], ""), plots.ks_figure(steps, i)]
+    if steps.kinds[i] in ("squeeze", "factor-out"):
+        figures.append(plots.layout_figure(steps, i))
+    for fig in figures:
+        fig.to_json()
+
+
+def page_reruns(path: Path, blocks: list[int]) -> list[float]:
+    at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
+    at.session_state["model_path"] = str(path)
+    at.switch_page("pages/explorer.py").run()
+    out = []
+    for i in blocks:
+        at.slider(key="block").set_value(i)
+        start = time.perf_counter()
+        at.run()
+        out.append((time.perf_counter() - start) * 1000)
+        assert not at.exception, at.exception
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moves", type=int, default=25, help="slider moves to time")
+    args = parser.parse_args()
+    model, path = multiscale_model()
+    images = load_mnist("test")[0]
+    digits = [images[k].view(1, 1, 28, 28) for k in range(8)]
+    steps = explore.explore(model, digits[0])
+    rng = random.Random(0)
+    blocks = [rng.randrange(len(steps)) for _ in range(args.moves)]
+
+    def data(i: int) -> None:
+        steps.block(i), steps.where(i), explore.moments(steps.states[i]), explore.histogram(steps.states[i])
+
+    if path is None:  # the page needs a checkpoint file: save the fresh model to a temporary one
+        path = ROOT / "artifacts" / "bench-realnvp.safetensors"
+        save_checkpoint(model, path, preset="realnvp", data="mnist", epoch=0)
+    slider_data = timed(data, blocks)
+    figures = timed(lambda i: (data(i), block_view(model, steps, i)), blocks)
+    result = {
+        "model": str(path), "blocks": len(steps), "cpu_threads": os.environ.get("OMP_NUM_THREADS", "all"),
+        "load_average_1min": round(os.getloadavg()[0], 2), "target_median_ms": TARGET_MS,
+        "trace (once per digit)": summary(timed(lambda x: explore.explore(model, x), digits)),
+        "slider: data": summary(slider_data),
+        "slider: data + figures": summary(figures),
+        "slider: page rerun (AppTest, whole script)": summary(page_reruns(path, blocks)),
+    }
+    result["meets_target"] = result["slider: data + figures"]["median_ms"] < TARGET_MS
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
