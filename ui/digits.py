@@ -49,6 +49,7 @@ def _test_digit(key: str) -> tuple[Tensor, str]:
 
 
 def _drawn(key: str) -> tuple[Tensor | None, str]:
+    st.space("medium")  # the canvas's toolbar floats above it
     canvas = st_canvas(stroke_width=18, stroke_color="#FFFFFF", background_color="#000000",
                        width=CANVAS_SIDE, height=CANVAS_SIDE, return_image_data=True, key=f"{key}_canvas")
     png = canvas.image_bytes
