@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,12 +31,13 @@ import pandas as pd
 from flow.checkpoint import CheckpointError, read_header
 from flow.data import DATASETS, TOY_SETS
 from flow.model import PRESETS
+from flow.train import EXIT_DIVERGED, EXIT_WRITE_FAILED
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS_ENV = "REALNVP_RUNS_DIR"  # where runs live; tests point it at a temporary folder
 MAX_RUNS_ENV = "REALNVP_MAX_RUNS"  # how many runs may train at once (default 1: two CPU cores)
 ACTIVE = ("running", "stopping")
-FINAL = ("finished", "stopped", "diverged")  # states the trainer itself writes when it ends
+FINAL = ("finished", "stopped", "diverged", "failed")  # states the trainer itself writes when it ends
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 _children: dict[int, subprocess.Popen] = {}  # processes this server started: polled to get (and reap) exit codes
@@ -63,6 +64,11 @@ def max_running() -> int:
 def data_dim(data: str) -> int:
     """D, the number of dimensions of one example: 784 for MNIST, 2 for the toy sets."""
     return 28 * 28 if data == "mnist" else 2
+
+
+def train_size(data: str) -> int:
+    """Examples in a training set (flow.data): MNIST's 60,000 digits, or 20,000 generated toy points."""
+    return 60000 if data == "mnist" else 20000
 
 
 def bpd_to_nats(bpd: float | pd.Series, data: str) -> float | pd.Series:
@@ -122,8 +128,8 @@ def validate(spec: RunSpec, root: Path | None = None, new: bool = True) -> list[
         problems.append(f"Epochs must be a whole number of at least 1 (got {spec.epochs}).")
     if spec.batch_size is not None and (not _is_int(spec.batch_size) or spec.batch_size < 1):
         problems.append(f"Batch size must be a whole number of at least 1 (got {spec.batch_size}).")
-    elif spec.batch_size and spec.limit_train and spec.batch_size > spec.limit_train:
-        problems.append(f"Batch size {spec.batch_size} is larger than the {spec.limit_train} training examples: "
+    elif spec.batch_size and spec.batch_size > (n := spec.limit_train or train_size(spec.data)):
+        problems.append(f"Batch size {spec.batch_size} is larger than the {n} training examples: "
                         "an epoch would have no full batch. Lower the batch size or train on more examples.")
     if spec.lr is not None and not (isinstance(spec.lr, (int, float)) and 0 < spec.lr <= 1):
         problems.append(f"Learning rate must be a positive number up to 1, such as 0.001 (got {spec.lr}).")
@@ -223,10 +229,14 @@ def _poll_child(pid: int) -> int | None:
     """The exit code of a process this server started, once it has ended (which also reaps it)."""
     with _children_lock:
         proc = _children.get(pid)
-    return None if proc is None else proc.poll()
+    return None if proc is None else proc.poll()  # kept after it ends: every session asking gets the code
 
 
 def _exit_reason(code: int) -> str:
+    if code == EXIT_WRITE_FAILED:
+        return "could not write to its run folder (disk full, or not writable?)"
+    if code == EXIT_DIVERGED:
+        return "stopped because the loss diverged"
     if code < 0:
         try:
             return f"was killed by signal {signal.Signals(-code).name}"
@@ -249,7 +259,11 @@ def _write_json(path: Path, data: dict) -> None:
     """Atomic (temporary file + rename), so a reader never sees half a file."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
                                      delete=False) as f:
-        json.dump(data, f, indent=1)
+        try:
+            json.dump(data, f, indent=1)
+        except OSError:
+            os.unlink(f.name)  # disk full: leave no half-written file
+            raise
     os.replace(f.name, path)
 
 
@@ -281,7 +295,9 @@ def read_run(path: Path) -> Run:
         if not alive and job.get("returncode") is None and run.pid:
             code = _poll_child(run.pid)  # an exited child of ours is a zombie until polled
             if code is not None:
-                job = run.job = _update_job(path, returncode=code, ended=time.time())
+                job = run.job = {**job, "returncode": code, "ended": time.time()}
+                with suppress(OSError):  # disk full: this answer still holds, and poll() keeps the code
+                    _write_json(path / "job.json", job)
         # a status.json older than this launch belongs to an earlier attempt
         current = status if status.get("updated", 0) >= job.get("started", 0) else {}
     else:  # a run started elsewhere (the command line): status.json names its pid
@@ -320,13 +336,18 @@ def list_runs(root: Path | None = None) -> list[Run]:
     root = root or runs_root()
     if not root.is_dir():
         return []
-    runs = [read_run(p) for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    runs = [read_run(p) for p in root.iterdir() if _is_run_folder(p)]
     return sorted(runs, key=lambda r: r.started or 0, reverse=True)
+
+
+def _is_run_folder(path: Path) -> bool:
+    """A real folder (a symbolic link could lead stop, resume and delete outside the runs root)."""
+    return path.is_dir() and not path.is_symlink() and not path.name.startswith(".")
 
 
 def get_run(name: str, root: Path | None = None) -> Run:
     root = root or runs_root()
-    if not NAME.fullmatch(name) or ".." in name or not (root / name).is_dir():
+    if not isinstance(name, str) or not NAME.fullmatch(name) or ".." in name or not _is_run_folder(root / name):
         raise JobError(f"There is no run named {name!r} in {root}.")
     return read_run(root / name)
 
@@ -336,9 +357,13 @@ def get_run(name: str, root: Path | None = None) -> Run:
 @contextmanager
 def _launch_lock(root: Path) -> Iterator[None]:
     """Serialises check-then-start across threads and processes (two sessions pressing Launch at once)."""
-    root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".launch.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        lock = open(root / ".launch.lock", "w")
+    except OSError as e:
+        raise _unwritable(root, e) from e
+    with lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         yield  # closing the file releases the lock
 
 
@@ -378,14 +403,20 @@ def launch(spec: RunSpec, root: Path | None = None, limit: int | None = None) ->
     problems = validate(spec, root)
     if problems:
         raise JobError("\n".join(problems))
+    path = root / spec.name
     with _launch_lock(root):
         _check_capacity(root, limit)
-        path = root / spec.name
         try:
             path.mkdir()
         except FileExistsError:
             raise JobError(f"A run named {spec.name!r} already exists: choose another name.") from None
-        _start(path, spec, spec.epochs, resume=False)
+        except OSError as e:
+            raise _unwritable(root, e) from e
+        try:
+            _start(path, spec, spec.epochs, resume=False)
+        except OSError as e:
+            shutil.rmtree(path, ignore_errors=True)  # nothing half-made that looks like a run
+            raise _unwritable(root, e) from e
     return read_run(path)
 
 
@@ -409,8 +440,16 @@ def resume(name: str, epochs: int, lr: float | None = None, root: Path | None = 
         if problems:
             raise JobError("\n".join(problems))
         _check_capacity(root, limit)
-        _start(run.path, spec, epochs, resume=True)
+        try:
+            _start(run.path, spec, epochs, resume=True)
+        except OSError as e:
+            raise _unwritable(root, e) from e
     return read_run(run.path)
+
+
+def _unwritable(root: Path, e: OSError) -> JobError:
+    return JobError(f"Cannot write to the runs folder {root} ({e.strerror or e}). Free some disk space, or point "
+                    f"{RUNS_ENV} at a writable folder, then try again.")
 
 
 def stop(name: str, root: Path | None = None) -> Run:
@@ -426,7 +465,8 @@ def stop(name: str, root: Path | None = None) -> Run:
     except ProcessLookupError:
         pass  # ended meanwhile; read_run tells how
     if run.job:
-        _update_job(run.path, stop_requested=time.time())
+        with suppress(OSError):  # disk full: the signal is sent all the same
+            _update_job(run.path, stop_requested=time.time())
     return read_run(run.path)
 
 
@@ -435,7 +475,10 @@ def delete(name: str, root: Path | None = None) -> None:
     run = get_run(name, root)
     if run.active:
         raise JobError(f"Run '{name}' is still training: stop it first.")
-    shutil.rmtree(run.path)
+    try:
+        shutil.rmtree(run.path)
+    except OSError as e:
+        raise JobError(f"Run '{name}' could not be deleted completely ({e.strerror or e}).") from e
 
 
 # ---- metrics -------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import torch
 
 from flow import jobs
 from flow.checkpoint import save_checkpoint
+from flow.data import load_dataset
 from flow.model import build_model
 
 
@@ -81,7 +82,7 @@ def test_launch_metrics_stop_resume_finish_and_one_run_at_a_time(runs_root):
     after = jobs.read_metrics(run.path)
     new = after[after.step > saved_step]
     assert len(new) and new.epoch.min() > saved_epoch and new.step.min() <= saved_step + 2  # no restart at 0
-    assert done.checkpoint_epoch > saved_epoch and done.job["returncode"] == 0
+    assert done.checkpoint_epoch == saved_epoch + 2 and done.job["returncode"] == 0
     assert "resume" in done.log_tail(100)
     jobs.delete(run.name)
     assert jobs.list_runs() == []
@@ -147,6 +148,7 @@ def test_the_limit_counts_command_line_runs_and_is_a_setting(runs_root, monkeypa
     ({"name": "x..y"}, "no '/' and no '..'"),
     ({"batch_size": 0}, "Batch size must be a whole number of at least 1"),
     ({"batch_size": 1024}, "larger than the 512 training examples"),
+    ({"batch_size": 30000, "limit_train": None}, "larger than the 20000 training examples"),
     ({"data": "mnist"}, "does not fit data set mnist"),
     ({"preset": "realnvp"}, "does not fit data set moons"),
     ({"seed": -1}, "Seed must be"),
@@ -187,3 +189,8 @@ def test_metrics_progress_eta_and_units(tmp_path):
     assert jobs.bpd_to_nats(1.0, "mnist") == pytest.approx(784 * math.log(2))
     assert jobs.bpd_to_nats(1.0, "moons") == pytest.approx(2 * math.log(2))
     assert jobs.progress(run, jobs.read_metrics(tmp_path / "none")) is None
+
+
+def test_train_sizes_match_the_data_sets():
+    assert [jobs.train_size(name) for name in ("moons", "mnist")] == [len(load_dataset("moons", "train")),
+                                                                      len(load_dataset("mnist", "train"))]
