@@ -11,6 +11,8 @@ from ui.digits import digit_input
 from ui.player import player
 from ui.sidebar import KEY as MODEL_KEY, current_model
 
+PLAIN = {"displayModeBar": False}  # no plotly toolbar over the small maps
+
 ABOUT = {  # markdown soft-wraps these lines; none may start with "+" or "-" (that would make a list)
     "data": r"""**The input.** The digit's 8-bit pixels $x$, taken at the centre of each bin,
 $u = (x + \frac12)/256$. Every map on this page is drawn in this 28×28 layout: each dimension stays at the
@@ -103,7 +105,8 @@ if entry.is_image_model:
         digit = digit_input("explorer", "Digit")
     if digit is None:
         st.stop()
-    steps = traced(*ident, digest(digit.numpy()), model, digit)
+    source = digest(digit.numpy())
+    steps = traced(*ident, source, model, digit)
     dec = explore.decomposition(model, steps)
 
     st.header("Digit → noise")
@@ -114,9 +117,9 @@ if entry.is_image_model:
         st.markdown(f"#### {i}. {steps.names[i]}  ·  log-det {steps.logdets[i]:+.2f} nats")
         text, maps = st.columns([1, 3])
         text.markdown(ABOUT[kind])
-        maps.plotly_chart(plots.block_figure(steps, i), key="block_maps", config={"displayModeBar": False})
+        maps.plotly_chart(plots.block_figure(steps, i), key="block_maps", config=PLAIN)
         if kind in ("squeeze", "factor-out"):
-            maps.plotly_chart(plots.layout_figure(steps, i), key="layout_maps", config={"displayModeBar": False})
+            maps.plotly_chart(plots.layout_figure(steps, i), key="layout_maps", config=PLAIN)
         left, right = st.columns(2)
         with left:
             st.markdown(r"**Where the likelihood comes from.** $\log p(x) = \log \mathcal N(z; 0, I) + "
@@ -125,7 +128,7 @@ if entry.is_image_model:
                         f"one is this block. Total: **{dec.log_prob:.1f} nats = {dec.bits_per_dim:.3f} bits/dim**.")
             st.plotly_chart(plots.decomposition_figure(dec, "nats" if units == "nats" else "bpd",
                                                        i - 1 if i > 0 else None),
-                            key="waterfall", config={"displayModeBar": False})
+                            key="waterfall", config=PLAIN)
         with right:
             m = explore.moments(steps.states[i])
             st.markdown(r"**How Gaussian is it now?** At the end the 784 values of $z$ should look like 784 "
@@ -134,8 +137,8 @@ if entry.is_image_model:
                         + ", ".join(f"{k} {v:+.2f}" for k, v in m.items()) + f", KS {steps.ks[i]:.3f}.")
             h, k = st.columns(2)
             h.plotly_chart(plots.histogram_figure(steps.states[i], "values after this block"), key="hist",
-                           config={"displayModeBar": False})
-            k.plotly_chart(plots.ks_figure(steps, i), key="ks", config={"displayModeBar": False})
+                           config=PLAIN)
+            k.plotly_chart(plots.ks_figure(steps, i), key="ks", config=PLAIN)
 
     player("block", len(steps), "Block", forward_block, seconds=1.2)
 
@@ -146,12 +149,12 @@ if entry.is_image_model:
     c1, c2, c3 = st.columns([2, 2, 1])
     start = c1.radio("Start from", ["noise z ~ N(0, T²I)", "the encoded digit"], key="gen_start", horizontal=True)
     if start == "the encoded digit":
-        z, source = steps.states[-1].copy(), "code:" + digest(digit.numpy())
+        z, start_key = steps.states[-1].copy(), "code:" + source
     else:
         temperature = c2.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="gen_temperature")
         seed = c3.number_input("Seed", 0, 10**6, 0, key="gen_seed")
-        z, source = explore.latent_noise(model, 1, temperature, seed).numpy(), f"noise:{temperature}:{seed}"
-    back = generated(*ident, source, model, z)
+        z, start_key = explore.latent_noise(model, 1, temperature, seed), f"noise:{temperature}:{seed}"
+    back = generated(*ident, start_key, model, z)
     st.image(plots.filmstrip(back), caption="every step, from the latent (left) to the picture (right); each "
              "stretched to its own grey range", width="stretch")
 
@@ -162,7 +165,7 @@ if entry.is_image_model:
             if i == 0 else f"After undoing **{back.names[i]}**. "
             + ("The picture: $u = (\\sigma(y) - \\alpha)/(1-2\\alpha)$." if back.kinds[i] == "preprocess" else
                "Values are still in logit space; the digit appears as the blocks are undone.")))
-        pic.plotly_chart(plots.state_figure(back, i), key="gen_state", config={"displayModeBar": False})
+        pic.plotly_chart(plots.state_figure(back, i), key="gen_state", config=PLAIN)
 
     player("gen_step", len(back), "Step backwards", backward_step, seconds=0.8)
     st.divider()
@@ -190,21 +193,21 @@ else:
     colour = np.arctan2(start[:, 1].numpy(), start[:, 0].numpy())  # follow each point by where it started
     extent = float(np.ceil(np.percentile(np.abs(steps.states), 99.5) + 0.5))
     ticks, dens = density(*ident, model)
-    dec = explore.decomposition(model, steps)
 
     def toy_block(i: int) -> None:
         left, right = st.columns(2)
         left.plotly_chart(plots.points_figure(steps.states[i], colour, lines.states[i], per_line, extent,
                                               f"{i}. {steps.names[i]} · KS to N(0, 1): {steps.ks[i]:.3f}"),
-                          key="toy_points", config={"displayModeBar": False})
+                          key="toy_points", config=PLAIN)
         right.plotly_chart(plots.density_figure(ticks, dens, data.numpy()),
-                           key="toy_density", config={"displayModeBar": False})
+                           key="toy_density", config=PLAIN)
         if direction == "inference x → z":
             st.markdown(ABOUT_2D.get(steps.kinds[i], ABOUT[steps.kinds[i]]))
+            dec = explore.decomposition(model, steps)
             st.markdown(f"**Where the likelihood comes from**, averaged over the points: "
                         f"log p(x) = {dec.log_prob:.3f} nats = {dec.bits_per_dim:.3f} bits/dim.")
             st.plotly_chart(plots.decomposition_figure(dec, "nats", i - 1 if i > 0 else None), key="toy_waterfall",
-                            config={"displayModeBar": False})
+                            config=PLAIN)
         else:
             st.markdown("Gaussian samples (coloured by their angle) and a regular grid in $z$-space, with the "
                         "blocks undone one by one: " + ("the starting noise." if i == 0 else
