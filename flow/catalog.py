@@ -1,15 +1,23 @@
 """Which models the app can offer: the shipped checkpoints and every run's latest checkpoint."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-from flow.checkpoint import CheckpointError, read_header
+from flow.checkpoint import CheckpointError, verify_checkpoint
 from flow.jobs import run_state, runs_root
 
 ROOT = Path(__file__).resolve().parent.parent
-CHECKPOINT_DIR = ROOT / "checkpoints"
+CHECKPOINT_DIR = ROOT / "checkpoints"  # the shipped checkpoints
 RUNS_DIR = CHECKPOINT_DIR / "runs"
+CHECKPOINTS_ENV = "REALNVP_CHECKPOINTS_DIR"  # the folder the app lists; tests point it at a temporary one
+
+
+def checkpoints_dir() -> Path:
+    """$REALNVP_CHECKPOINTS_DIR, or checkpoints/."""
+    return Path(os.environ.get(CHECKPOINTS_ENV) or CHECKPOINT_DIR)
 
 
 @dataclass
@@ -43,26 +51,38 @@ class ModelEntry:
             return 0
 
 
+@lru_cache(maxsize=256)
+def _verified(path: Path, version: float, size: int) -> tuple[dict, str | None]:
+    """(metadata, None) or ({}, why the file is unusable); once per file version (it builds the model)."""
+    try:
+        return verify_checkpoint(path)[1], None
+    except CheckpointError as e:
+        return {}, e.reason
+
+
 def _entry(path: Path, source: str, name: str) -> ModelEntry:
     entry = ModelEntry(path=path, source=source, name=name)
     try:
-        _, meta = read_header(path)
-    except CheckpointError as e:
-        entry.error = e.reason
+        size = path.stat().st_size
+    except OSError:
+        size = -1
+    meta, entry.error = _verified(path, entry.version, size)
+    if entry.error:
         return entry
     entry.preset, entry.data = meta.get("preset", "?"), meta.get("data", "?")
     entry.epoch, entry.test_bpd = meta.get("epoch"), meta.get("test_bpd")
     return entry
 
 
-def list_models(checkpoint_dir: Path = CHECKPOINT_DIR) -> list[ModelEntry]:
+def list_models(checkpoint_dir: Path | None = None) -> list[ModelEntry]:
     """Shipped checkpoints (best MNIST model first), then runs' checkpoints (newest first).
     Unusable files are listed too, with `error` saying why."""
+    checkpoint_dir = checkpoint_dir or checkpoints_dir()
     shipped = [_entry(p, "shipped", p.stem) for p in sorted(checkpoint_dir.glob("*.safetensors"))]
     shipped.sort(key=lambda e: (e.error is not None, not e.is_image_model,
                                 e.test_bpd if e.test_bpd is not None else float("inf"), e.name))
     runs = []
-    runs_dir = runs_root() if checkpoint_dir == CHECKPOINT_DIR else checkpoint_dir / "runs"
+    runs_dir = runs_root() if checkpoint_dir == checkpoints_dir() else checkpoint_dir / "runs"
     if runs_dir.is_dir():
         for ckpt in runs_dir.glob("*/checkpoint.safetensors"):
             entry = _entry(ckpt, "run", ckpt.parent.name)

@@ -5,6 +5,7 @@ Loading never unpickles anything, so a checkpoint cannot execute code. Writes ar
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 import platform
@@ -49,6 +50,25 @@ def atomic_write(path: Path, write: Any) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    _remove_stale_temporaries(path)
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete `.<name>.<pid>.tmp` files left by writers of `path` that died mid-write (SIGKILL, power cut)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_exists(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _pid_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
 
 
 def save_checkpoint(model: Flow, path: str | os.PathLike, **metadata: Any) -> None:
@@ -82,13 +102,40 @@ def read_header(path: str | os.PathLike) -> tuple[FlowConfig, dict[str, Any]]:
     return config, metadata
 
 
+def _build(path: str | os.PathLike, config: FlowConfig) -> Flow:
+    try:
+        return Flow(config)
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(path, f"its config does not build a model: {e}") from e
+
+
+def _check_shapes(path: str | os.PathLike, model: Flow, shapes: dict[str, tuple[int, ...]]) -> None:
+    """CheckpointError unless the stored tensors have exactly the names and shapes of the model's."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing, unexpected = sorted(set(expected) - set(shapes)), sorted(set(shapes) - set(expected))
+    wrong = [k for k in expected if k in shapes and shapes[k] != expected[k]]
+    if missing or unexpected or wrong:
+        raise CheckpointError(path, "its weights do not match its architecture: "
+                              f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}")
+
+
+def verify_checkpoint(path: str | os.PathLike) -> tuple[FlowConfig, dict[str, Any]]:
+    """read_header, and also check that the stored weights have the names and shapes its config needs
+    (a file of another architecture), still without reading the weights themselves."""
+    config, metadata = read_header(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(path, f"its weights cannot be read (truncated or corrupt?): {e}") from e
+    _check_shapes(path, _build(path, config), shapes)
+    return config, metadata
+
+
 def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu") -> Flow:
     """The model of a checkpoint in eval mode, with `.metadata`; raises CheckpointError if unusable."""
     config, metadata = read_header(path)
-    try:
-        model = Flow(config)
-    except (ValueError, TypeError) as e:
-        raise CheckpointError(path, f"its config does not build a model: {e}") from e
+    model = _build(path, config)
     try:
         tensors = {}
         with safe_open(str(path), framework="pt", device="cpu") as f:
@@ -96,12 +143,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
                 tensors[key] = f.get_tensor(key)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(path, f"its weights cannot be read (truncated or corrupt?): {e}") from e
-    expected = model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
-    wrong = [k for k in expected if k in tensors and tensors[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        raise CheckpointError(path, "its weights do not match its architecture: "
-                              f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}")
+    _check_shapes(path, model, {k: tuple(v.shape) for k, v in tensors.items()})
     if not all(torch.isfinite(t).all() for t in tensors.values() if t.is_floating_point()):
         raise CheckpointError(path, "its weights contain NaN or infinity")
     model.load_state_dict(tensors)

@@ -14,6 +14,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import torch
@@ -31,6 +33,7 @@ from flow.model import PRESETS, build_model, prior_log_prob
 from flow.viz import samples_picture
 
 EXIT_DIVERGED = 3
+EXIT_WRITE_FAILED = 4
 
 
 class Stopper:
@@ -45,37 +48,60 @@ class Stopper:
         self.requested = True
 
 
+class WriteError(Exception):
+    """The run folder cannot be written (disk full, not writable, removed)."""
+
+    def __init__(self, run: RunFolder, error: OSError):
+        self.run = run
+        super().__init__(f"cannot write to the run folder {run.path} ({error.strerror or error})")
+
+
 class RunFolder:
-    """The files of one run; only rank 0 writes."""
+    """The files of one run; only rank 0 writes. Every file but the append-only metrics is written
+    atomically, so a failed write (disk full) leaves the previous version, never half a file."""
 
     def __init__(self, path: Path, writer: bool):
         self.path, self.writer = path, writer
         self.checkpoint, self.state = path / "checkpoint.safetensors", path / "train_state.pt"
         if writer:
-            (path / "samples").mkdir(parents=True, exist_ok=True)
+            with self.writing():
+                (path / "samples").mkdir(parents=True, exist_ok=True)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as e:
+            raise WriteError(self, e) from e
+
+    def kept(self) -> str:
+        return "the last good checkpoint is kept" if self.checkpoint.exists() else "no checkpoint had been written yet"
 
     def log(self, record: dict) -> None:
         if self.writer:
-            with open(self.path / "metrics.jsonl", "a") as f:
+            with self.writing(), open(self.path / "metrics.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
 
     def status(self, state: str, message: str = "", **extra: object) -> None:
         if self.writer:
             record = {"state": state, "message": message, "pid": os.getpid(), "updated": time.time(), **extra}
-            atomic_write(self.path / "status.json", lambda tmp: tmp.write_text(json.dumps(record)))
+            with self.writing():
+                atomic_write(self.path / "status.json", lambda tmp: tmp.write_text(json.dumps(record)))
 
     def save(self, model, optimizer, meta: dict) -> None:
         if not self.writer:
             return
-        save_checkpoint(model, self.checkpoint, **meta)
         state = {"optimizer": optimizer.state_dict(), "epoch": meta["epoch"], "step": meta["step"]}
-        atomic_write(self.state, lambda tmp: torch.save(state, tmp))
+        with self.writing():
+            save_checkpoint(model, self.checkpoint, **meta)
+            atomic_write(self.state, lambda tmp: torch.save(state, tmp))
 
     def save_samples(self, model, epoch: int) -> None:
         if self.writer:
             img = samples_picture(model, 64, temperature=0.8 if len(model.config.shape) == 3 else 1.0)
-            img.save(self.path / "samples" / f"epoch_{epoch:03d}.png")
-            atomic_write(self.path / "samples.png", lambda tmp: img.save(tmp, format="PNG"))
+            with self.writing():
+                for path in (self.path / "samples" / f"epoch_{epoch:03d}.png", self.path / "samples.png"):
+                    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
 def parse_overrides(items: list[str]) -> dict:
@@ -133,6 +159,12 @@ def main(argv: list[str] | None = None) -> int:
     rank, world = dd.setup(device)
     try:
         return train(args, device, rank, world)
+    except WriteError as e:  # no traceback: say what happened and what is left
+        msg = f"{e}; {e.run.kept()}. Free some disk space (or make the folder writable), then resume the run."
+        print(f"error: {msg}", file=sys.stderr)
+        with suppress(WriteError):  # a small file may still fit
+            e.run.status("failed", msg)
+        return EXIT_WRITE_FAILED
     finally:
         dd.teardown()
 
@@ -234,9 +266,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
             loss_sum, n_sum, stop_votes = dd.all_sum([loss.item() * len(batch), len(batch), float(stopper.requested)],
                                                      device)
             if not math.isfinite(loss_sum):
-                kept = ("the last good checkpoint is kept" if run.checkpoint.exists()
-                        else "no checkpoint had been written yet")
-                msg = (f"training diverged at step {step} (the loss became {loss_sum / n_sum}); {kept}. "
+                msg = (f"training diverged at step {step} (the loss became {loss_sum / n_sum}); {run.kept()}. "
                        f"Try a lower learning rate than {lr:g}.")
                 print(f"error: {msg}", file=sys.stderr)
                 run.status("diverged", msg, epoch=epoch, step=step)
@@ -250,6 +280,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
                 run.log({"kind": "step", "step": step, "epoch": epoch + batches / steps_per_epoch,
                          "train_bpd": window_bpd / window_n, "test_bpd": None,
                          "images_per_s": window_n / (now - window_t), "wall_time": round(elapsed(), 2)})
+                run.status("running", epoch=epoch, step=step, epochs=args.epochs, world_size=world)  # heartbeat
                 window_bpd, window_n, window_t = 0.0, 0, now
             if stop_votes:
                 ended = "stopped"
