@@ -7,18 +7,12 @@ every dimension sits, so that moving the block slider costs no model call at all
 from __future__ import annotations
 
 import math
-import os
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from flow.catalog import ROOT, RUNS_DIR
 from flow.layers import FactorOut, Squeeze
 from flow.model import Flow, TraceStep, prior_log_prob
 
@@ -252,26 +246,3 @@ def density(model: Flow, extent: float = 4.0, n: int = 160) -> tuple[np.ndarray,
     logp = model.log_prob(torch.stack([xx.flatten(), yy.flatten()], 1))
     return ticks.numpy(), logp.exp().view(n, n).numpy()
 
-
-@dataclass
-class ToyRun:
-    checkpoint: Path
-    error: str | None  # None: the run finished and wrote its checkpoint
-
-
-def train_toy(data: str, seconds: float = 15.0, runs_dir: Path = RUNS_DIR) -> ToyRun:
-    """A short, real training run of the toy-2d preset: the training command line in a subprocess,
-    into a new run folder that the model catalog lists."""
-    run_dir = runs_dir / f"explorer-toy-{data}-{time.strftime('%Y%m%d-%H%M%S')}"
-    cmd = [sys.executable, "-m", "flow.train", "--preset", "toy-2d", "--data", data, "--epochs", "4",
-           "--time-limit", str(seconds), "--run-dir", str(run_dir)]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # leave the other core to the app
-    try:
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=seconds + 120)
-    except subprocess.TimeoutExpired:
-        return ToyRun(run_dir / "checkpoint.safetensors", "it took far longer than planned and was stopped")
-    checkpoint = run_dir / "checkpoint.safetensors"
-    if proc.returncode != 0 or not checkpoint.exists():
-        lines = (proc.stderr or proc.stdout).strip().splitlines()
-        return ToyRun(checkpoint, lines[-1] if lines else f"exit code {proc.returncode}")
-    return ToyRun(checkpoint, None)

@@ -4,7 +4,7 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from flow import explore, explore_plots as plots
+from flow import explore, explore_plots as plots, jobs
 from flow.catalog import list_models
 from flow.data import TOY_SETS, make_toy
 from ui.digits import digit_input
@@ -70,24 +70,48 @@ def digest(array: np.ndarray) -> str:
 
 
 def toy_training_offer() -> None:
-    """2-D models show the flow as a warping of the plane; offer a quick one when none exists."""
-    if any(e.error is None and not e.is_image_model for e in list_models()):
-        st.caption("To see the flow bend the plane (paper Fig. 1), pick a **toy-2d** model in the sidebar.")
+    """2-D models show the flow as a warping of the plane; offer a quick one (a real run) when none exists."""
+    name = st.session_state.get("toy_run")  # the run this session started, once it has
+    if name is None:
+        if any(e.error is None and not e.is_image_model for e in list_models()):
+            st.caption("To see the flow bend the plane (paper Fig. 1), pick a **toy-2d** model in the sidebar.")
+            return
+        st.info("There is no 2-D model yet. Train a small one here in about 20 seconds to watch a flow bend "
+                "the plane.")
+        c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
+        data = c1.selectbox("Toy data set", TOY_SETS, key="toy_data")
+        if c2.button("Train a 2-D model (about 20 s)", key="toy_train"):
+            try:
+                st.session_state["toy_run"] = jobs.launch(jobs.RunSpec(preset="toy-2d", data=data, epochs=4)).name
+            except jobs.JobError as e:
+                st.error(str(e))
+                return
+            st.rerun()
         return
-    st.info("There is no 2-D model yet. Train a small one here in about 20 seconds to watch a flow bend the plane.")
-    c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
-    data = c1.selectbox("Toy data set", TOY_SETS, key="toy_data")
-    if c2.button("Train a 2-D model (≈20 s)", key="toy_train"):
-        with st.spinner(f"Training toy-2d on {data} …"):
-            result = explore.train_toy(data)
-        if result.error:
-            st.error(f"The training run failed: {result.error}")
-        else:
-            st.session_state["toy_trained"] = str(result.checkpoint)
-    if st.session_state.get("toy_trained"):
-        st.success("Trained. It is now in the sidebar's model list.")
+    try:
+        run = jobs.get_run(name)
+    except jobs.JobError as e:  # deleted on the Train page meanwhile
+        st.session_state.pop("toy_run")
+        st.warning(str(e))
+        return toy_training_offer()
+    if run.active:
+        toy_progress(name)
+    elif run.state == "finished":
+        st.success(f"**{name}** is trained and in the sidebar's list.")
         st.button("Explore it", key="toy_open", on_click=st.session_state.update,
-                  args=({MODEL_KEY: st.session_state["toy_trained"], "toy_trained": None},))
+                  args=({MODEL_KEY: str(run.checkpoint), "toy_run": None},))
+    else:
+        st.error(f"The training run {name} ended {run.state}: {run.message}")
+        st.button("Try again", key="toy_again", on_click=st.session_state.pop, args=("toy_run",))
+
+
+@st.fragment(run_every=1.0)
+def toy_progress(name: str) -> None:
+    run = jobs.read_run(jobs.runs_root() / name)
+    if not run.active:
+        st.rerun()  # done: the whole page again, so that the sidebar lists the new model
+    done = jobs.progress(run, jobs.read_metrics(run.path))
+    st.progress(done.fraction if done else 0.0, text=f"Training {name}: " + (done.text if done else run.message))
 
 
 st.title("🔬 Layer Explorer")

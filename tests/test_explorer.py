@@ -1,6 +1,7 @@
 """The Layer Explorer: traces as arrays (flow/explore.py) and the page, driven through AppTest."""
 import base64
 import json
+import time
 from functools import partial
 
 import numpy as np
@@ -10,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 import flow.catalog
 import ui.sidebar
-from flow import explore
+from flow import explore, jobs
 from flow.catalog import CHECKPOINT_DIR, ROOT, list_models
 from flow.checkpoint import load_checkpoint
 from flow.data import load_mnist, make_toy
@@ -139,13 +140,6 @@ def test_toy_traces_grid_and_density():
     assert dens.shape == (60, 60) and 0.8 < dens.sum() * cell < 1.05  # a density: integrates to ~1
 
 
-def test_a_short_toy_training_writes_a_model_the_catalog_lists(tmp_path):
-    run = explore.train_toy("circles", seconds=1.0, runs_dir=tmp_path / "runs")
-    assert run.error is None, run.error
-    entry = next(e for e in list_models(tmp_path) if e.path == run.checkpoint)
-    assert entry.data == "circles" and not entry.is_image_model and entry.error is None
-
-
 # ----- the page -----------------------------------------------------------------------------------------
 def open_page(model_path) -> AppTest:
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=90)
@@ -244,11 +238,24 @@ def test_page_renders_for_a_2d_model_in_both_directions():
     assert not at.exception and {c.key for c in at.get("plotly_chart")} == {"toy_points", "toy_density"}
 
 
-def test_without_any_2d_model_a_short_training_is_offered(monkeypatch, tmp_path):
+@pytest.mark.slow
+def test_without_any_2d_model_a_short_training_is_offered_run_and_explored(monkeypatch, tmp_path):
+    """A real training run of about 20 s, launched from the page through flow.jobs, then opened."""
     (tmp_path / "realnvp-mnist.safetensors").write_bytes(REALNVP.read_bytes())
-    only_mnist = partial(list_models, tmp_path)
-    monkeypatch.setattr(ui.sidebar, "list_models", only_mnist)
-    monkeypatch.setattr(flow.catalog, "list_models", only_mnist)
+    only_here = partial(list_models, tmp_path)  # tmp_path/*.safetensors and tmp_path/runs/*
+    monkeypatch.setattr(ui.sidebar, "list_models", only_here)
+    monkeypatch.setattr(flow.catalog, "list_models", only_here)
+    monkeypatch.setenv(jobs.RUNS_ENV, str(tmp_path / "runs"))
     at = open_page(tmp_path / "realnvp-mnist.safetensors")
     assert "no 2-D model yet" in at.info[0].value
-    assert at.button(key="toy_train").label.startswith("Train a 2-D model")
+    at.selectbox(key="toy_data").set_value("circles")
+    at.button(key="toy_train").click().run()
+    name = at.session_state["toy_run"]
+    deadline = time.time() + 120
+    while jobs.get_run(name).active and time.time() < deadline:
+        time.sleep(0.5)
+    at.run()
+    assert not at.exception and "is trained" in at.success[0].value
+    at.button(key="toy_open").click().run()
+    assert at.session_state["model_path"] == str(tmp_path / "runs" / name / "checkpoint.safetensors")
+    assert {c.key for c in at.get("plotly_chart")} == {"toy_points", "toy_density", "toy_waterfall"}
