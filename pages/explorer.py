@@ -221,17 +221,21 @@ else:
     def toy_block(i: int) -> None:
         left, right = st.columns(2)
         left.plotly_chart(plots.points_figure(steps.states[i], colour, lines.states[i], per_line, extent,
-                                              f"{i}. {steps.names[i]} · KS to N(0, 1): {steps.ks[i]:.3f}"),
+                                              f"{i}. {steps.names[i]} · KS to N(0, I): {steps.ks[i]:.3f}"),
                           key="toy_points", config=PLAIN)
         right.plotly_chart(plots.density_figure(ticks, dens, data.numpy()),
                            key="toy_density", config=PLAIN)
         if direction == "inference x → z":
             st.markdown(ABOUT_2D.get(steps.kinds[i], ABOUT[steps.kinds[i]]))
             dec = explore.decomposition(model, steps)
-            st.markdown(f"**Where the likelihood comes from**, averaged over the points: "
-                        f"log p(x) = {dec.log_prob:.3f} nats = {dec.bits_per_dim:.3f} bits/dim.")
-            st.plotly_chart(plots.decomposition_figure(dec, "nats", i - 1 if i > 0 else None), key="toy_waterfall",
-                            config=PLAIN)
+            left, right = st.columns(2)
+            left.markdown(f"**Where the likelihood comes from**, averaged over the points: "
+                          f"log p(x) = {dec.log_prob:.3f} nats = {dec.bits_per_dim:.3f} bits/dim.")
+            left.plotly_chart(plots.decomposition_figure(dec, "nats", i - 1 if i > 0 else None), key="toy_waterfall",
+                              config=PLAIN)
+            right.markdown("**How Gaussian is it now?** A standard Gaussian cloud looks like $\\mathcal N(0, 1)$ "
+                           "along every line through the origin: the number is the worst KS distance over 16 lines.")
+            right.plotly_chart(plots.ks_figure(steps, i), key="toy_ks", config=PLAIN)
         else:
             st.markdown("Gaussian samples (coloured by their angle) and a regular grid in $z$-space, with the "
                         "blocks undone one by one: " + ("the starting noise." if i == 0 else
