@@ -3,12 +3,14 @@ import streamlit as st
 
 from ui.sidebar import model_picker
 
+# The pages live in app_pages/, not pages/: Streamlit would run a pages/ folder's scripts on their own
+# (legacy multipage) when a page URL is opened directly, without this file's navigation and model picker.
 st.set_page_config(page_title="Real NVP Explorer", page_icon="🌀", layout="wide")
 page = st.navigation([
-    st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-    st.Page("pages/train.py", title="Train", icon="🏋️"),
-    st.Page("pages/explorer.py", title="Layer Explorer", icon="🔬"),
-    st.Page("pages/latent.py", title="Latent Playground", icon="🧭"),
+    st.Page("app_pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("app_pages/train.py", title="Train", icon="🏋️"),
+    st.Page("app_pages/explorer.py", title="Layer Explorer", icon="🔬"),
+    st.Page("app_pages/latent.py", title="Latent Playground", icon="🧭"),
 ])
 model_picker()
 page.run()

@@ -70,7 +70,7 @@ def block_view(model: Flow, steps: explore.Steps, i: int) -> None:
 def page_reruns(path: Path, blocks: list[int]) -> list[float]:
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=120)
     at.session_state["model_path"] = str(path)
-    at.switch_page("pages/explorer.py").run()
+    at.switch_page("app_pages/explorer.py").run()
     out = []
     for i in blocks:
         at.slider(key="block").set_value(i)

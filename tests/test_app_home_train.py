@@ -61,7 +61,7 @@ def test_home_explains_real_nvp_with_formulas_and_links_every_page(runs_root):
 
 
 def test_train_page_renders_with_no_runs(runs_root):
-    at = app("pages/train.py")
+    at = app("app_pages/train.py")
     assert "No runs yet" in texts(at.info)
     assert str(runs_root) in texts(at.caption)
 
@@ -74,7 +74,7 @@ def test_train_page_renders_with_no_runs(runs_root):
     ({"preset": "toy-2d", "data": "mnist"}, "does not fit data set mnist"),
 ])
 def test_the_form_refuses_bad_values_before_anything_starts(runs_root, values, message):
-    at = fill(app("pages/train.py"), **values)
+    at = fill(app("app_pages/train.py"), **values)
     assert not at.exception
     assert message in texts(at.error)
     assert not at.success and [p for p in runs_root.iterdir() if p.is_dir()] == []
@@ -82,7 +82,7 @@ def test_the_form_refuses_bad_values_before_anything_starts(runs_root, values, m
 
 def test_run_list_shows_a_run_folder_made_by_the_test(runs_root):
     finished_run(runs_root, "made-by-test")
-    at = app("pages/train.py")
+    at = app("app_pages/train.py")
     table = at.dataframe[0].value
     assert list(table.run) == ["made-by-test"] and table.state[0].endswith("finished")
     assert at.selectbox(key="train_run").value == "made-by-test" and at.query_params["run"] == "made-by-test"
@@ -105,20 +105,20 @@ def test_a_crashed_run_shows_as_failed_with_the_last_lines_of_its_log(runs_root)
     (runs_root / "crashed" / "job.json").write_text(json.dumps({"pid": dead.pid, "started": time.time(),
                                                                 "returncode": 1, "preset": "toy-2d", "data": "moons"}))
     (runs_root / "crashed" / "train.log").write_text("Traceback (most recent call last):\nValueError: boom\n")
-    at = app("pages/train.py", run="crashed")
+    at = app("app_pages/train.py", run="crashed")
     assert "exited with code 1" in texts(at.error) and "boom" in texts(at.code)
     assert "crashed: failed" in texts(at.markdown)
 
 
 def test_launch_from_the_page_then_a_second_session_sees_it_then_stop_and_delete(runs_root):
-    at = fill(app("pages/train.py"), preset="toy-2d", data="moons", epochs=1000, name="from-page", batch=64,
+    at = fill(app("app_pages/train.py"), preset="toy-2d", data="moons", epochs=1000, name="from-page", batch=64,
               limit_train=512, limit_test=256)
     assert not at.error and "Launched **from-page**" in texts(at.success)
     run = jobs.get_run("from-page")
     assert run.active and run.job["command"][-2:] == ["--run-dir", str(runs_root / "from-page")]
 
     # another browser session (or a reload) finds it through the URL, still training; a second launch is refused
-    other = app("pages/train.py", run="from-page")
+    other = app("app_pages/train.py", run="from-page")
     assert other.selectbox(key="train_run").value == "from-page" and "from-page: running" in texts(other.markdown)
     fill(other, preset="toy-2d", data="moons", name="second")
     assert "'from-page' is still training" in texts(other.error) and not (runs_root / "second").exists()

@@ -148,7 +148,7 @@ def test_toy_traces_grid_and_density():
 def open_page(model_path) -> AppTest:
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=90)
     at.session_state["model_path"] = str(model_path)
-    at.switch_page("pages/explorer.py").run()
+    at.switch_page("app_pages/explorer.py").run()
     assert not at.exception, at.exception
     return at
 

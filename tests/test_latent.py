@@ -176,7 +176,7 @@ def catalog(tmp_path, monkeypatch):
 def open_page(model_path) -> AppTest:
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
     at.session_state["model_path"] = str(model_path)
-    at.switch_page("pages/latent.py").run()
+    at.switch_page("app_pages/latent.py").run()
     assert not at.exception
     return at
 

@@ -36,13 +36,13 @@ st.markdown("The determinant is the product of the diagonal: no $D \\times D$ de
 st.subheader("Pages")
 c = st.columns(3)
 with c[0]:
-    st.page_link("pages/train.py", label="**Train**", icon="🏋️")
+    st.page_link("app_pages/train.py", label="**Train**", icon="🏋️")
     st.caption("Launch a training run in the background and watch its likelihood curve and samples live.")
 with c[1]:
-    st.page_link("pages/explorer.py", label="**Layer Explorer**", icon="🔬")
+    st.page_link("app_pages/explorer.py", label="**Layer Explorer**", icon="🔬")
     st.caption("Step through the blocks of a trained flow and watch a digit turn into Gaussian noise and back.")
 with c[2]:
-    st.page_link("pages/latent.py", label="**Latent Playground**", icon="🧭")
+    st.page_link("app_pages/latent.py", label="**Latent Playground**", icon="🧭")
     st.caption("Walk the latent space: interpolate between digits, change the temperature, sample.")
 
 training = [r for r in jobs.list_runs() if r.active]
