@@ -1,0 +1,147 @@
+"""End-to-end fixtures: a real `streamlit run streamlit_app.py` on a free localhost port, with checkpoints and
+training runs in folders of its own, driven by Playwright in Debian's headless Chromium."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from flow import jobs
+from flow.catalog import CHECKPOINT_DIR, CHECKPOINTS_ENV
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--no-first-run"]
+SHOTS = ROOT / "artifacts" / "screenshots"
+MODELS = ["seed-mlp-mnist.safetensors", "toy-2d-moons.safetensors"]  # small and quick to trace
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if Path(str(item.fspath)).parent == Path(__file__).parent:
+            item.add_marker(pytest.mark.browser)
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    checkpoints: Path
+    runs: Path
+    log: Path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Server:
+    """The app as a teacher starts it (listening where .streamlit/config.toml says: localhost), with copies
+    of two shipped models and one broken file in its checkpoints folder, and an empty runs folder."""
+    base = tmp_path_factory.mktemp("app")
+    checkpoints, runs = base / "checkpoints", base / "runs"
+    checkpoints.mkdir()
+    runs.mkdir()
+    for name in MODELS:
+        shutil.copy(CHECKPOINT_DIR / name, checkpoints / name)
+    (checkpoints / "half-copied.safetensors").write_bytes((CHECKPOINT_DIR / MODELS[1]).read_bytes()[:5000])
+    port = _free_port()
+    env = {**os.environ, CHECKPOINTS_ENV: str(checkpoints), jobs.RUNS_ENV: str(runs), jobs.MAX_RUNS_ENV: "1",
+           "OMP_NUM_THREADS": "1"}
+    log = base / "server.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+                                 "--server.port", str(port), "--server.headless", "true",
+                                 "--browser.gatherUsageStats", "false"],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 120
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            pass
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"streamlit did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.25)
+    yield Server(url, port, checkpoints, runs, log)
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+    for run in jobs.list_runs(runs):  # a run the server launched outlives it (its own session): end it
+        if run.active and run.pid:
+            os.killpg(run.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no Chromium at {CHROMIUM}: `apt-get install chromium` (.ci/run does)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def new_page(browser):
+    """new_page() -> a tab in a browser context of its own: a separate Streamlit session, like another student."""
+    contexts = []
+
+    def make():
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(60_000)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        context.close()
+
+
+@pytest.fixture
+def page(new_page):
+    return new_page()
+
+
+def screenshot(page, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+def settle(page, timeout: float = 120_000) -> None:
+    """Wait until the script run has ended (Streamlit marks it on stApp), then check no exception is drawn."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
+                           '[data-test-script-state="notRunning"]', timeout=timeout)
+    errors = page.locator('[data-testid="stException"]')
+    assert errors.count() == 0, errors.first.inner_text()
+
+
+def open_page(page, server: Server, path: str, title: str):
+    """Go to a page by its URL, as a bookmark or a shared link would, and wait until it is drawn."""
+    page.goto(f"{server.url}/{path}")
+    page.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
+    settle(page)
+    return page
