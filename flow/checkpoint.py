@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from flow.model import Flow, FlowConfig
 
@@ -77,7 +77,9 @@ def save_checkpoint(model: Flow, path: str | os.PathLike, **metadata: Any) -> No
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     meta = {"library": library_versions(), **metadata}
     header = {"format": FORMAT, "config": json.dumps(model.config.__dict__), "metadata": json.dumps(meta)}
-    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=header))
+    # bytes written by atomic_write, not safetensors' save_file: that one renames its own temporary file
+    # (.tmpXXXXXX), which a killed writer would leave behind under a name nobody could tell stale
+    atomic_write(Path(path), lambda tmp: tmp.write_bytes(save(tensors, metadata=header)))
 
 
 def read_header(path: str | os.PathLike) -> tuple[FlowConfig, dict[str, Any]]:
