@@ -11,7 +11,6 @@ from flow.jobs import run_state, runs_root
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = ROOT / "checkpoints"  # the shipped checkpoints
-RUNS_DIR = CHECKPOINT_DIR / "runs"
 CHECKPOINTS_ENV = "REALNVP_CHECKPOINTS_DIR"  # the folder the app lists; tests point it at a temporary one
 
 
