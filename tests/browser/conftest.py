@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout, sync_playwright
 
 from flow import jobs
 from flow.catalog import CHECKPOINT_DIR, CHECKPOINTS_ENV
@@ -95,16 +96,22 @@ def server(tmp_path_factory) -> Server:
 def browser():
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: `apt-get install chromium` (.ci/run does)")
-    from playwright.sync_api import sync_playwright
-
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield chromium
         chromium.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call" and report.failed:
+        item.failed = True
+    return report
+
+
 @pytest.fixture
-def new_page(browser):
+def new_page(browser, request):
     """new_page() -> a tab in a browser context of its own: a separate Streamlit session, like another student."""
     contexts = []
 
@@ -115,6 +122,10 @@ def new_page(browser):
         return context.new_page()
 
     yield make
+    if getattr(request.node, "failed", False):  # what each tab showed when the test failed
+        for i, context in enumerate(contexts):
+            for page in context.pages:
+                screenshot(page, f"FAILED-{request.node.name}-{i}")
     for context in contexts:
         context.close()
 
@@ -133,8 +144,13 @@ def screenshot(page, name: str) -> Path:
 
 def settle(page, timeout: float = 120_000) -> None:
     """Wait until the script run has ended (Streamlit marks it on stApp), then check no exception is drawn."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
-                           '[data-test-script-state="notRunning"]', timeout=timeout)
+    try:
+        page.wait_for_selector('[data-testid="stApp"][data-test-connection-state="CONNECTED"]'
+                               '[data-test-script-state="notRunning"]', timeout=timeout)
+    except PlaywrightTimeout:
+        app = page.get_by_test_id("stApp")
+        raise AssertionError(f"the app did not settle: connection {app.get_attribute('data-test-connection-state')}, "
+                             f"script {app.get_attribute('data-test-script-state')}") from None
     errors = page.locator('[data-testid="stException"]')
     assert errors.count() == 0, errors.first.inner_text()
 
