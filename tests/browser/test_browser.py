@@ -12,10 +12,11 @@ PAGES = [("", "Real NVP Explorer", "home"), ("train", "Train", "train"),
          ("explorer", "Layer Explorer", "explorer"), ("latent", "Latent Playground", "latent")]
 
 
-def plotly(page, key: str, expression: str):
-    """Evaluate `expression` on the data of the plotly chart with widget key `key` (d: its graph div)."""
-    return page.evaluate(f"() => {{ const d = document.querySelector('.st-key-{key} .js-plotly-plot'); "
-                         f"return d && d.data ? {expression} : null; }}")
+def chart(key: str, expression: str) -> str:
+    """A JavaScript function: `expression` on the plotly chart with widget key `key` (d: its graph div), or null
+    while it is not drawn. The current drawing, not the stale copy Streamlit may keep while it reruns."""
+    return (f"() => {{ const d = document.querySelector('.st-key-{key}:not([data-stale=\"true\"]) .js-plotly-plot');"
+            f" return d && d.data ? {expression} : null; }}")
 
 
 def choose(page, key: str, option: str) -> None:
@@ -67,12 +68,10 @@ def test_two_students_launch_at_once_one_run_trains_its_chart_grows_and_it_stops
     screenshot(loser, "train-refused")
 
     # the live chart gains points while it trains
-    winner.wait_for_function("() => document.querySelector('.st-key-live_chart .js-plotly-plot')", timeout=120_000)
     count = "d._fullData.reduce((n, t) => n + (t._length || 0), 0)"  # points drawn, over the traces
-    first = plotly(winner, "live_chart", count)
-    winner.wait_for_function(f"() => {{ const d = document.querySelector('.st-key-live_chart .js-plotly-plot'); "
-                             f"return d && d.data && {count} > {first}; }}", timeout=120_000)
-    screenshot(winner, "train-live")
+    first = winner.wait_for_function(chart("live_chart", count), timeout=120_000).json_value()
+    winner.wait_for_function(chart("live_chart", f"{count} > {first}"), timeout=120_000)
+    screenshot(winner, "train-live", show=".st-key-live_chart")
 
     # the other session sees the same run once it reloads
     loser.reload()
@@ -81,7 +80,7 @@ def test_two_students_launch_at_once_one_run_trains_its_chart_grows_and_it_stops
     winner.locator(".st-key-stop").get_by_role("button", name="Stop").click()
     expect(winner.get_by_test_id("stMain")).to_contain_text(f"{started[0]}: stopped", timeout=120_000)
     settle(winner)
-    screenshot(winner, "train-stopped")
+    screenshot(winner, "train-stopped", show=".st-key-live_chart")
 
 
 def test_the_explorer_slider_steps_to_the_next_block_and_the_picture_changes(server, page):
@@ -103,17 +102,15 @@ def test_the_explorer_slider_steps_to_the_next_block_and_the_picture_changes(ser
 def test_an_interpolation_strip_follows_the_frames_slider(server, page):
     open_page(page, server, "latent", "Latent Playground")
     frames = "d.data[1].hovertext.length"
-    page.wait_for_function(f"() => {{ const d = document.querySelector('.st-key-strip .js-plotly-plot'); "
-                           f"return d && d.data && {frames} === 16; }}")
+    page.wait_for_function(chart("strip", f"{frames} === 16"))
     slider = page.locator(".st-key-frames").get_by_role("slider")
     slider.focus()
     slider.press("Home")  # the fewest frames: 4
-    page.wait_for_function(f"() => {{ const d = document.querySelector('.st-key-strip .js-plotly-plot'); "
-                           f"return d && d.data && {frames} === 4; }}")
+    page.wait_for_function(chart("strip", f"{frames} === 4"))
     settle(page)
-    labels = plotly(page, "strip", "d.data[1].hovertext")
+    labels = page.evaluate(chart("strip", "d.data[1].hovertext"))
     assert [label.split(" · ")[1] for label in labels] == ["t = 0.00", "t = 0.33", "t = 0.67", "t = 1.00"]
-    screenshot(page, "latent-strip")
+    screenshot(page, "latent-strip", show=".st-key-strip")
 
 
 def test_a_non_image_upload_and_a_too_big_one_get_a_message(server, page):
