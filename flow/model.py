@@ -55,6 +55,11 @@ PRESETS: dict[str, tuple[FlowConfig, str]] = {
         FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, width=32, res_blocks=2, lr=1e-3),
         "the paper's multi-scale conv Real NVP, squeezed to 14x14x4 first, sized for 2 CPU cores",
     ),
+    "realnvp-fast": (
+        FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, couplings_per_half=4, final_couplings=6,
+                   width=32, res_blocks=0, lr=8e-3, batch_size=32),
+        "more couplings with one hidden conv layer each, batch 32, lr 8e-3: the lowest bits/dim in 10 CPU minutes",
+    ),
     "toy-2d": (
         FlowConfig(shape=(2,), coupling="mlp", preprocess=False, n_blocks=8, hidden=(64, 64), lr=1e-3,
                    batch_size=256),

@@ -47,7 +47,8 @@ class ResidualBlock(nn.Module):
 
 
 class ResNet(nn.Module):
-    """The paper's convolutional s/t network: one trunk, a head that outputs s and t together."""
+    """The paper's convolutional s/t network: one trunk, a head that outputs s and t together.
+    With n_blocks = 0 the trunk is a single hidden 3x3 conv layer (the fast preset)."""
 
     def __init__(self, channels: int, width: int, n_blocks: int):
         super().__init__()

@@ -124,7 +124,7 @@ def lr_factor(progress: float, step: int, warmup: int, schedule: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    presets = "\n".join(f"  {name:9s} {desc}" for name, (_, desc) in PRESETS.items())
+    presets = "\n".join(f"  {name:12s} {desc}" for name, (_, desc) in PRESETS.items())
     p = argparse.ArgumentParser(prog="python -m flow.train", description=__doc__ + "\npresets:\n" + presets,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=list(PRESETS), default="realnvp")
@@ -208,7 +208,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         with torch.no_grad():
             model.bits_per_dim(train_x[:512].to(device)) if config.preprocess else model(train_x[:512].to(device))
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=args.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=args.weight_decay, foreach=True)
     if args.resume and run.state.exists():
         state = torch.load(run.state, map_location=device, weights_only=True)
         if state["epoch"] == start_epoch and state["step"] == step:
@@ -237,6 +237,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
                                     "train_seconds": round(elapsed(), 1)})
 
     last_test_bpd, ended, completed = None, "finished", start_epoch
+    clock = elapsed_before  # training seconds as all ranks agree on them (their mean, updated every step)
     for epoch in range(start_epoch, args.epochs):
         # Each epoch's order depends only on (seed, epoch), so a run stopped mid-epoch resumes exactly
         # where it stopped by skipping the batches it had already trained on.
@@ -252,7 +253,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
                 with open(run.path / f"indices.rank{rank}.txt", "a") as f:
                     f.write(" ".join(map(str, indices.tolist())) + "\n")
             batch = batch.to(device, non_blocking=True)
-            progress = max(step / total_steps, elapsed() / args.time_limit if args.time_limit else 0.0)
+            progress = max(step / total_steps, clock / args.time_limit if args.time_limit else 0.0)
             for group in optimizer.param_groups:
                 group["lr"] = lr * lr_factor(progress, step, args.warmup, args.schedule)
             x = dequantize(batch, "uniform") if config.preprocess else batch
@@ -263,8 +264,9 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
             loss.backward()
             if args.grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            loss_sum, n_sum, stop_votes = dd.all_sum([loss.item() * len(batch), len(batch), float(stopper.requested)],
-                                                     device)
+            loss_sum, n_sum, stop_votes, clock = dd.all_sum(
+                [loss.item() * len(batch), len(batch), float(stopper.requested), elapsed()], device)
+            clock /= world  # one clock for every rank: the same learning rate and the same time to stop
             if not math.isfinite(loss_sum):
                 msg = (f"training diverged at step {step} (the loss became {loss_sum / n_sum}); {run.kept()}. "
                        f"Try a lower learning rate than {lr:g}.")
@@ -284,7 +286,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
                 window_bpd, window_n, window_t = 0.0, 0, now
             if stop_votes:
                 ended = "stopped"
-            if stop_votes or step >= total_steps or (args.time_limit and elapsed() >= args.time_limit):
+            if stop_votes or step >= total_steps or (args.time_limit and clock >= args.time_limit):
                 break
         bar.close()
         train_time = time.time() - epoch_t

@@ -12,15 +12,19 @@ from flow.evaluate import evaluate_bpd
 from tests.test_train import ENV, ROOT, metrics
 
 
+def train_two_ranks(run, *args: str) -> None:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "flow.train",
+           "--preset", "seed-mlp", "--data", "mnist", "--limit-train", "2000", "--limit-test", "300",
+           "--batch-size", "25", "--log-every", "5", "--warmup", "10", "--device", "cpu",
+           "--index-log", "--run-dir", str(run), *args]
+    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 @pytest.fixture(scope="module")
 def ddp_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("ddp") / "run"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "flow.train",
-           "--preset", "seed-mlp", "--data", "mnist", "--limit-train", "2000", "--limit-test", "300",
-           "--batch-size", "25", "--epochs", "1", "--log-every", "5", "--warmup", "10", "--device", "cpu",
-           "--index-log", "--run-dir", str(run)]
-    proc = subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    train_two_ranks(run, "--epochs", "1")
     return run
 
 
@@ -51,3 +55,13 @@ def test_a_two_process_checkpoint_evaluates_the_same_in_one_process(ddp_run):
     total, n = evaluate_bpd(model, load_dataset("mnist", "test")[:300], seed=0)
     assert n == 300
     assert total / n == pytest.approx(model.metadata["test_bpd"], abs=1e-5)
+
+
+def test_a_time_limit_stops_both_ranks_after_the_same_step(tmp_path):
+    """Each rank's own clock crosses the limit at its own moment; had each stopped by it, one rank would
+    wait forever in a collective the other never joins. The ranks share one clock (their mean)."""
+    train_two_ranks(tmp_path, "--epochs", "100", "--time-limit", "4")
+    steps = [len((tmp_path / f"indices.rank{r}.txt").read_text().splitlines()) for r in (0, 1)]
+    status = json.loads((tmp_path / "status.json").read_text())
+    assert steps[0] == steps[1] == status["step"] > 0
+    assert status["state"] == "finished" and status["step"] < 100 * 40  # stopped by the clock, not the epochs

@@ -31,6 +31,10 @@ def _show_refusal(e: jobs.JobError) -> None:
     st.error("\n".join(f"- {line}" for line in str(e).splitlines()), icon="🚫")
 
 
+def _defaults(field: str) -> str:
+    return "Empty: the preset's own. " + ", ".join(f"{k}: {getattr(c, field):g}" for k, (c, _) in PRESETS.items())
+
+
 def new_run_form(expanded: bool) -> None:
     """The form; a valid one starts a background run and selects it, a bad one is refused with reasons."""
     with st.expander("New run", icon="➕", expanded=expanded), st.form("new_run", border=False):
@@ -38,14 +42,15 @@ def new_run_form(expanded: bool) -> None:
         preset = c[0].selectbox("Preset", list(PRESETS), key="f_preset",
                                 help="\n".join(f"- **{k}**: {desc}" for k, (_, desc) in PRESETS.items()))
         data = c[1].selectbox("Data set", DATASETS, key="f_data", format_func=_data_label,
-                              help="realnvp and seed-mlp model MNIST; toy-2d models the 2-D sets.")
+                              help="realnvp, realnvp-fast and seed-mlp model MNIST; toy-2d models the 2-D sets.")
         name = c[2].text_input("Run name", key="f_name", placeholder="empty: preset-data-date-time",
                                help="Names the folder checkpoints/runs/<name>.")
         c = st.columns(4)
         epochs = c[0].number_input("Epochs", value=3, step=1, key="f_epochs")
-        batch = c[1].number_input("Batch size", value=None, step=1, key="f_batch", placeholder="preset's (64 / 256)")
+        batch = c[1].number_input("Batch size", value=None, step=1, key="f_batch", placeholder="preset's",
+                                help=_defaults("batch_size"))
         lr = c[2].number_input("Learning rate", value=None, step=1e-4, format="%.5f", key="f_lr",
-                               placeholder="preset's (0.001)")
+                               placeholder="preset's", help=_defaults("lr"))
         seed = c[3].number_input("Seed", value=0, step=1, key="f_seed")
         c = st.columns(4)
         limit_train = c[0].number_input("Training examples", value=None, step=1000, key="f_limit_train",

@@ -137,8 +137,8 @@ def page(new_page):
 
 def screenshot(page, name: str, show: str | None = None) -> Path:
     """The tab as the student sees it (Streamlit scrolls inside the page: `show` a selector to bring into view)."""
-    if show:
-        page.locator(show).first.scroll_into_view_if_needed()
+    if show:  # in one step in the page: a fragment rerun may replace the element at any moment
+        page.evaluate("selector => document.querySelector(selector)?.scrollIntoView()", show)
     SHOTS.mkdir(parents=True, exist_ok=True)
     path = SHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
