@@ -30,7 +30,7 @@ import pandas as pd
 
 from flow.checkpoint import CheckpointError, read_header
 from flow.data import DATASETS, TOY_SETS
-from flow.model import PRESETS
+from flow.model import IMAGE_PRESETS, PRESETS
 from flow.train import EXIT_DIVERGED, EXIT_WRITE_FAILED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,9 +121,9 @@ def validate(spec: RunSpec, root: Path | None = None, new: bool = True) -> list[
         problems.append(f"Unknown preset {spec.preset!r}: choose one of {', '.join(PRESETS)}.")
     if spec.data not in DATASETS:
         problems.append(f"Unknown data set {spec.data!r}: choose one of {', '.join(DATASETS)}.")
-    elif spec.preset in PRESETS and (spec.preset == "toy-2d") != (spec.data in TOY_SETS):
+    elif spec.preset in PRESETS and (spec.preset in IMAGE_PRESETS) == (spec.data in TOY_SETS):
         problems.append(f"Preset {spec.preset} does not fit data set {spec.data}: toy-2d models the 2-D toy sets "
-                        f"({', '.join(TOY_SETS)}); seed-mlp, realnvp and realnvp-fast model MNIST images.")
+                        f"({', '.join(TOY_SETS)}); {', '.join(IMAGE_PRESETS)} model MNIST images.")
     if not _is_int(spec.epochs) or spec.epochs < 1:
         problems.append(f"Epochs must be a whole number of at least 1 (got {spec.epochs}).")
     if spec.batch_size is not None and (not _is_int(spec.batch_size) or spec.batch_size < 1):

@@ -66,6 +66,7 @@ PRESETS: dict[str, tuple[FlowConfig, str]] = {
         "8 MLP couplings with ActNorm for 2-D toy data",
     ),
 }
+IMAGE_PRESETS = [name for name, (config, _) in PRESETS.items() if len(config.shape) == 3]  # the MNIST ones
 
 
 @dataclass

@@ -9,7 +9,7 @@ import streamlit as st
 
 from flow import jobs
 from flow.data import DATASETS
-from flow.model import PRESETS
+from flow.model import IMAGE_PRESETS, PRESETS
 from ui.charts import nll_figure
 
 REFRESH = "2s"  # how often the live view rereads the run folder while a run trains
@@ -42,7 +42,7 @@ def new_run_form(expanded: bool) -> None:
         preset = c[0].selectbox("Preset", list(PRESETS), key="f_preset",
                                 help="\n".join(f"- **{k}**: {desc}" for k, (_, desc) in PRESETS.items()))
         data = c[1].selectbox("Data set", DATASETS, key="f_data", format_func=_data_label,
-                              help="realnvp, realnvp-fast and seed-mlp model MNIST; toy-2d models the 2-D sets.")
+                              help=f"{', '.join(IMAGE_PRESETS)} model MNIST; toy-2d models the 2-D sets.")
         name = c[2].text_input("Run name", key="f_name", placeholder="empty: preset-data-date-time",
                                help="Names the folder checkpoints/runs/<name>.")
         c = st.columns(4)
