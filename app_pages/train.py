@@ -15,8 +15,8 @@ new_run_form(expanded=not runs)
 runs = jobs.list_runs()  # with the one just launched
 if not runs:
     st.info("No runs yet: fill in the form and press **Launch**. toy-2d on moons, or seed-mlp on 5,000 MNIST "
-            "digits (Training examples: 5000), is done in about 20 seconds; realnvp-fast needs two to three minutes "
-            "an epoch on the full set and reaches about 1.63 bits/dim in ten minutes on 2 CPU cores.")
+            "digits (Training examples: 5000), is done in about 20 seconds; realnvp-fast needs three to four minutes "
+            "an epoch on the full set and reaches about 1.56 bits/dim in ten minutes on 2 CPU cores.")
     st.stop()
 
 st.divider()

@@ -48,11 +48,13 @@ class ResidualBlock(nn.Module):
 
 class ResNet(nn.Module):
     """The paper's convolutional s/t network: one trunk, a head that outputs s and t together.
-    With n_blocks = 0 the trunk is a single hidden 3x3 conv layer (the fast preset)."""
+    With n_blocks = 0 the trunk is a single hidden 3x3 conv layer. The fast preset pairs it with a 1x1
+    head: each coupling then sees only a 3x3 neighbourhood at ~40% of the FLOPs of a 3x3 head, and
+    the preset spends the savings on twice the couplings."""
 
-    def __init__(self, channels: int, width: int, n_blocks: int):
+    def __init__(self, channels: int, width: int, n_blocks: int, head_kernel: int = 3):
         super().__init__()
-        head = nn.Conv2d(width, 2 * channels, 3, padding=1)
+        head = nn.Conv2d(width, 2 * channels, head_kernel, padding=head_kernel // 2)
         nn.init.zeros_(head.weight)
         nn.init.zeros_(head.bias)
         self.body = nn.Sequential(

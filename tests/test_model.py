@@ -28,8 +28,9 @@ def test_every_preset_inverts(preset):
     assert torch.allclose(model.decode(z), x, atol=1e-4)
 
 
-def test_multiscale_model_logdet_matches_jacobian():
-    model = randomize(build_model(SMALL_MULTISCALE), 0.1).eval()
+@pytest.mark.parametrize("net", [{}, {"res_blocks": 0, "head_kernel": 1}], ids=["resnet", "one-hidden-layer"])
+def test_multiscale_model_logdet_matches_jacobian(net):
+    model = randomize(build_model(SMALL_MULTISCALE, **net), 0.1).eval()
     assert [type(s).__name__ for s in model.steps].count("FactorOut") == 1
     assert model.latent_shapes == [(2, 4, 4), (2, 4, 4)]
     u = example_input(model, 1)
