@@ -1,7 +1,7 @@
 """How long the Layer Explorer takes from a block-slider change to the new block, for the multi-scale
 MNIST model on this CPU (target: under 150 ms median). Prints JSON.
 
-    OMP_NUM_THREADS=1 python bench/explorer_latency.py [--moves 25]
+    OMP_NUM_THREADS=1 python bench/explorer_latency.py [--moves 25] [--preset realnvp-fast]
 
 "trace" is the one-off cost per digit (the page caches it per model file and digit); "slider: data" is
 what a slider move computes from the cached trace (the block's maps, where each pixel went, moments);
@@ -33,12 +33,12 @@ from flow.model import Flow, build_model  # noqa: E402
 TARGET_MS = 150.0
 
 
-def multiscale_model() -> tuple[Flow, Path | None]:
-    """The best realnvp MNIST checkpoint in the catalog; a fresh one (same architecture, same cost) if none."""
+def multiscale_model(preset: str) -> tuple[Flow, Path | None]:
+    """The best MNIST checkpoint of the preset in the catalog; a fresh one (same architecture, same cost) if none."""
     for entry in list_models():
-        if entry.error is None and entry.preset == "realnvp" and entry.is_image_model:
+        if entry.error is None and entry.preset == preset and entry.is_image_model:
             return load_checkpoint(entry.path), entry.path
-    return build_model("realnvp").eval(), None
+    return build_model(preset).eval(), None
 
 
 def summary(ms: list[float]) -> dict[str, float]:
@@ -84,8 +84,9 @@ def page_reruns(path: Path, blocks: list[int]) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moves", type=int, default=25, help="slider moves to time")
+    parser.add_argument("--preset", choices=["realnvp", "realnvp-fast"], default="realnvp")
     args = parser.parse_args()
-    model, path = multiscale_model()
+    model, path = multiscale_model(args.preset)
     images = load_mnist("test")[0]
     digits = [images[k].view(1, 1, 28, 28) for k in range(8)]
     steps = explore.explore(model, digits[0])
@@ -96,8 +97,8 @@ def main() -> None:
         steps.block(i), steps.where(i), explore.moments(steps.states[i]), explore.histogram(steps.states[i])
 
     if path is None:  # the page needs a checkpoint file: save the fresh model to a temporary one
-        path = ROOT / "artifacts" / "bench-realnvp.safetensors"
-        save_checkpoint(model, path, preset="realnvp", data="mnist", epoch=0)
+        path = ROOT / "artifacts" / f"bench-{args.preset}.safetensors"
+        save_checkpoint(model, path, preset=args.preset, data="mnist", epoch=0)
     slider_data = timed(data, blocks)
     figures = timed(lambda i: (data(i), block_view(model, steps, i)), blocks)
     result = {

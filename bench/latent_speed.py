@@ -1,7 +1,7 @@
 """How fast the Latent Playground answers on this machine: a 16-frame interpolation and a 64-sample
 grid for the multi-scale MNIST model (target: under 300 ms each). Prints JSON.
 
-    OMP_NUM_THREADS=1 python bench/latent_speed.py [--repeats 7]
+    OMP_NUM_THREADS=1 python bench/latent_speed.py [--repeats 7] [--preset realnvp-fast]
 
 "model" is what the numbers are computed with (encode 2 digits, decode the path, bits/dim of
 every frame); "with pictures" adds what the page draws on top (the plotly grid, PNG and GIF).
@@ -27,12 +27,12 @@ from flow.data import load_mnist  # noqa: E402
 from flow.model import Flow, build_model  # noqa: E402
 
 
-def multiscale_model() -> tuple[Flow, str]:
-    """The best realnvp MNIST checkpoint in the catalog; a fresh one (same architecture, same cost) if none."""
+def multiscale_model(preset: str) -> tuple[Flow, str]:
+    """The best MNIST checkpoint of the preset in the catalog; a fresh one (same architecture, same cost) if none."""
     for entry in list_models():
-        if entry.error is None and entry.preset == "realnvp" and entry.is_image_model:
+        if entry.error is None and entry.preset == preset and entry.is_image_model:
             return load_checkpoint(entry.path), str(entry.path)
-    return build_model("realnvp").eval(), "fresh build_model('realnvp') (no checkpoint yet)"
+    return build_model(preset).eval(), f"fresh build_model({preset!r}) (no checkpoint yet)"
 
 
 def timed(fn, repeats: int) -> dict[str, float]:
@@ -48,8 +48,9 @@ def timed(fn, repeats: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--preset", choices=["realnvp", "realnvp-fast"], default="realnvp")
     args = parser.parse_args()
-    model, source = multiscale_model()
+    model, source = multiscale_model(args.preset)
     images, labels = load_mnist("test")
     pair = torch.stack([images[int((labels == c).nonzero()[0])] for c in (3, 8)]).unsqueeze(1)
 
