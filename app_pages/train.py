@@ -16,7 +16,8 @@ runs = jobs.list_runs()  # with the one just launched
 if not runs:
     st.info("No runs yet: fill in the form and press **Launch**. toy-2d on moons, or seed-mlp on 5,000 MNIST "
             "digits (Training examples: 5000), is done in about 20 seconds; realnvp-fast needs three to four minutes "
-            "an epoch on the full set and reaches about 1.56 bits/dim in ten minutes on 2 CPU cores.")
+            "an epoch on the full set and reaches about 1.56 bits/dim in ten minutes on 2 CPU cores "
+            "(for digit-like samples, train realnvp longer).")
     st.stop()
 
 st.divider()
