@@ -25,20 +25,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
 from flow import explore, explore_plots as plots  # noqa: E402
-from flow.catalog import ROOT, list_models  # noqa: E402
+from flow.catalog import ROOT, find_checkpoint  # noqa: E402
 from flow.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from flow.data import load_mnist  # noqa: E402
 from flow.model import Flow, build_model  # noqa: E402
 
 TARGET_MS = 150.0
-
-
-def multiscale_model(preset: str) -> tuple[Flow, Path | None]:
-    """The best MNIST checkpoint of the preset in the catalog; a fresh one (same architecture, same cost) if none."""
-    for entry in list_models():
-        if entry.error is None and entry.preset == preset and entry.is_image_model:
-            return load_checkpoint(entry.path), entry.path
-    return build_model(preset).eval(), None
 
 
 def summary(ms: list[float]) -> dict[str, float]:
@@ -86,7 +78,8 @@ def main() -> None:
     parser.add_argument("--moves", type=int, default=25, help="slider moves to time")
     parser.add_argument("--preset", choices=["realnvp", "realnvp-fast"], default="realnvp")
     args = parser.parse_args()
-    model, path = multiscale_model(args.preset)
+    path = find_checkpoint(args.preset)  # a fresh model (same architecture, same cost) if there is none
+    model = load_checkpoint(path) if path else build_model(args.preset).eval()
     images = load_mnist("test")[0]
     digits = [images[k].view(1, 1, 28, 28) for k in range(8)]
     steps = explore.explore(model, digits[0])

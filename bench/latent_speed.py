@@ -21,18 +21,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flow import latent  # noqa: E402
-from flow.catalog import list_models  # noqa: E402
+from flow.catalog import find_checkpoint  # noqa: E402
 from flow.checkpoint import load_checkpoint  # noqa: E402
 from flow.data import load_mnist  # noqa: E402
-from flow.model import Flow, build_model  # noqa: E402
-
-
-def multiscale_model(preset: str) -> tuple[Flow, str]:
-    """The best MNIST checkpoint of the preset in the catalog; a fresh one (same architecture, same cost) if none."""
-    for entry in list_models():
-        if entry.error is None and entry.preset == preset and entry.is_image_model:
-            return load_checkpoint(entry.path), str(entry.path)
-    return build_model(preset).eval(), f"fresh build_model({preset!r}) (no checkpoint yet)"
+from flow.model import build_model  # noqa: E402
 
 
 def timed(fn, repeats: int) -> dict[str, float]:
@@ -50,7 +42,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--preset", choices=["realnvp", "realnvp-fast"], default="realnvp")
     args = parser.parse_args()
-    model, source = multiscale_model(args.preset)
+    path = find_checkpoint(args.preset)  # a fresh model (same architecture, same cost) if there is none
+    model = load_checkpoint(path) if path else build_model(args.preset).eval()
+    source = str(path) if path else f"fresh build_model({args.preset!r}) (no checkpoint yet)"
     images, labels = load_mnist("test")
     pair = torch.stack([images[int((labels == c).nonzero()[0])] for c in (3, 8)]).unsqueeze(1)
 

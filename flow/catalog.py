@@ -73,6 +73,11 @@ def _entry(path: Path, source: str, name: str) -> ModelEntry:
     return entry
 
 
+def find_checkpoint(preset: str) -> Path | None:
+    """The first usable MNIST checkpoint of a preset in list_models' order (shipped ones best first), if any."""
+    return next((e.path for e in list_models() if e.error is None and e.preset == preset and e.is_image_model), None)
+
+
 def list_models(checkpoint_dir: Path | None = None) -> list[ModelEntry]:
     """Shipped checkpoints (best MNIST model first), then runs' checkpoints (newest first).
     Unusable files are listed too, with `error` saying why."""

@@ -30,7 +30,7 @@ import pandas as pd
 
 from flow.checkpoint import CheckpointError, read_header
 from flow.data import DATASETS, TOY_SETS
-from flow.model import IMAGE_PRESETS, PRESETS
+from flow.model import IMAGE_PRESETS, PRESETS, fits_data
 from flow.train import EXIT_DIVERGED, EXIT_WRITE_FAILED
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,7 +121,7 @@ def validate(spec: RunSpec, root: Path | None = None, new: bool = True) -> list[
         problems.append(f"Unknown preset {spec.preset!r}: choose one of {', '.join(PRESETS)}.")
     if spec.data not in DATASETS:
         problems.append(f"Unknown data set {spec.data!r}: choose one of {', '.join(DATASETS)}.")
-    elif spec.preset in PRESETS and (spec.preset in IMAGE_PRESETS) == (spec.data in TOY_SETS):
+    elif spec.preset in PRESETS and not fits_data(spec.preset, spec.data):
         problems.append(f"Preset {spec.preset} does not fit data set {spec.data}: toy-2d models the 2-D toy sets "
                         f"({', '.join(TOY_SETS)}); {', '.join(IMAGE_PRESETS)} model MNIST images.")
     if not _is_int(spec.epochs) or spec.epochs < 1:

@@ -71,6 +71,11 @@ PRESETS: dict[str, tuple[FlowConfig, str]] = {
 IMAGE_PRESETS = [name for name, (config, _) in PRESETS.items() if len(config.shape) == 3]  # the MNIST ones
 
 
+def fits_data(preset: str, data: str) -> bool:
+    """The image presets model MNIST, the others (toy-2d) the 2-D toy sets."""
+    return (preset in IMAGE_PRESETS) == (data == "mnist")
+
+
 @dataclass
 class TraceStep:
     """One block of a trace: the representation after the block and the block's log-det."""

@@ -29,7 +29,7 @@ from flow.checkpoint import CheckpointError, atomic_write, load_checkpoint, save
 from flow.data import DATASETS, load_dataset
 from flow.evaluate import evaluate_bpd
 from flow.layers import dequantize
-from flow.model import IMAGE_PRESETS, PRESETS, build_model, prior_log_prob
+from flow.model import IMAGE_PRESETS, PRESETS, build_model, fits_data, prior_log_prob
 from flow.viz import samples_picture
 
 EXIT_DIVERGED = 3
@@ -190,7 +190,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     else:
         preset = args.preset
         data_name = args.data or ("mnist" if preset in IMAGE_PRESETS else "moons")
-        if (data_name == "mnist") != (preset in IMAGE_PRESETS):
+        if not fits_data(preset, data_name):
             raise SystemExit(f"error: preset {preset} does not fit data set {data_name}")
         config = build_model(preset, **parse_overrides(args.overrides)).config
         model = build_model(config).to(device)
