@@ -8,27 +8,62 @@ from flow import explore, explore_plots as plots, jobs
 from flow.catalog import list_models
 from flow.data import TOY_SETS, make_toy
 from ui.digits import digit_input
+from ui.noise import noise_seed_input
 from ui.player import player
 from ui.sidebar import KEY as MODEL_KEY, current_model
 
 PLAIN = {"displayModeBar": False}  # no plotly toolbar over the small maps
 
 ABOUT = {  # markdown soft-wraps these lines; none may start with "+" or "-" (that would make a list)
-    "data": r"""**The input.** The digit's 8-bit pixels $x$, taken at the centre of each bin,
-$u = (x + \frac12)/256$. Every map on this page is drawn in this 28×28 layout: each dimension stays at the
-pixel it came from, however the flow reshapes the tensor (hover a map to see where a value now sits).""",
-    "preprocess": r"""**Dequantize + logit** (paper Sec. 4.1). It stretches $(0, 1)$ over the whole real line,
+    "data": r"""**The input, as in training.** The digit's 8-bit pixels $x$ plus uniform noise,
+
+$$u = (x + n)/256,\quad n \sim U[0, 1)^{784},$$
+
+drawn from the noise seed above. A flow is a density on continuous values: spreading each pixel over its bin
+(dequantization, paper Sec. 4.1) is what lets its likelihood bound the digit's probability. Every map on this
+page is drawn in this 28×28 layout: each dimension stays at the pixel it came from, however the flow reshapes
+the tensor (hover a map to see where a value now sits).""",
+    "centres": r"""**The input, without dequantization noise.** Each pixel at the centre of its bin,
+
+$$u = (x + \tfrac12)/256.$$
+
+The model was trained on $x$ plus uniform noise and never saw this exact point. Its density peaks near the bin
+centres, so the code $z$ comes out much shorter than a Gaussian draw (a standard deviation of about 0.4 to 0.5,
+not 1) and the last block does not look Gaussian. Its total is the density at one point of each pixel's bin,
+not the digit's bits/dim. Every map is drawn in this 28×28 layout: each dimension stays at the pixel it came
+from.""",
+    "preprocess": r"""**Logit** (paper Sec. 4.1). It stretches $(0, 1)$ over the whole real line,
 so that a Gaussian can cover it:
-$$y = \operatorname{logit}\big(\alpha + (1-2\alpha)\,u\big),\quad \alpha = 0.05.$$
-Its log-det, $\sum_j \log(1-2\alpha) - \log p_j - \log(1-p_j)$, is the first term of the likelihood.""",
-    "coupling": r"""**Affine coupling** (paper Eq. 9).
-$$y = b \odot x + (1-b) \odot \big(x \odot e^{s(b \odot x)} + t(b \odot x)\big)$$
-The white half of the mask $b$ passes unchanged and is all that the networks $s$ and $t$ see; the black
-half is scaled by $e^{s}$ and shifted by $t$. The Jacobian is triangular, so the log-det is the sum of
-the $s$ map: $\log|\det J| = \sum_j \big((1-b) \odot s\big)_j$. Grey: already factored out.""",
+
+$$y = \operatorname{logit}(p),\quad p = \alpha + (1-2\alpha)\,u,$$
+
+with $\alpha = 0.05$.
+
+Its log-det is the first term of the likelihood:
+
+$$\log|\det J| = -\textstyle\sum_j \log\frac{p_j(1-p_j)}{1-2\alpha}.$$""",
+    "coupling": r"""**Affine coupling** (paper Eqs. 4, 5 and 9). The white half of the mask $b$, $x_a$, passes
+unchanged and is all that the networks $s$ and $t$ see; the black half, $x_b$, is scaled and shifted:
+
+$$y_a = x_a,$$
+
+$$y_b = x_b \odot e^{s(x_a)} + t(x_a).$$
+
+The Jacobian is triangular, so the log-det is the sum of
+the $s$ map (Eq. 6):
+
+$$\log|\det J| = \textstyle\sum_j \big((1-b) \odot s\big)_j.$$
+
+Grey: already factored out.""",
     "actnorm": r"""**ActNorm.** Each channel $c$ is shifted and rescaled by learned numbers (first set from
 data), the same for every input:
-$$y = (x - \mu_c)\, e^{-\log\sigma_c},\quad \log|\det J| = -HW \textstyle\sum_c \log\sigma_c.$$
+
+$$y = (x - \mu_c)\, e^{-\log\sigma_c},$$
+
+
+
+$$\log|\det J| = -HW \textstyle\sum_c \log\sigma_c.$$
+
 It stands in for the paper's batch normalisation: exact, and the same on one image as on a batch.""",
     "squeeze": r"""**Squeeze** (paper Fig. 3). Each 2×2×C patch becomes a 1×1×4C one: the tensor gets
 coarser and deeper, so that convolutions see further. No value changes, so $\log|\det J| = 0$ and the
@@ -38,6 +73,18 @@ by side) and the channel each input pixel now sits in.""",
 straight to the Gaussian prior; the other half goes on to the next scale. Nothing is computed, so
 $\log|\det J| = 0$. Below: which pixels' dimensions leave and which flow on.""",
 }
+
+UNDO = {  # the generative direction: what undoing each kind of block does
+    "data": "The latent $z$: the factored-out $z_i$ and the final $h$, each value at the pixel it will end up at.",
+    "coupling": r"""The coupling run backwards (paper Eq. 8): the kept half is unchanged, so $s$ and $t$ can be
+computed again from it, and the other half becomes $x = (y - t) \odot e^{-s}$. Values are still in logit space;
+the digit appears as the blocks are undone.""",
+    "actnorm": r"ActNorm undone: $x = y\,e^{\log\sigma_c} + \mu_c$ for each channel $c$.",
+    "squeeze": "Unsqueeze: each 1×1×4C patch goes back to a 2×2×C one. No value changes.",
+    "factor-out": "The factored-out $z_i$ rejoins the flow: the tensor gets those channels back.",
+    "preprocess": r"The logit undone: the picture $u = (\sigma(y) - \alpha)/(1-2\alpha)$, in $[0, 1]$.",
+}
+TRACE_MODES = ("with dequantization noise, as trained", "without dequantization noise (bin centres)")
 
 ABOUT_2D = {
     "data": "**The data.** Points of the training set, each coloured by its angle around the origin so that "
@@ -50,9 +97,15 @@ plane is stretched along the axes. $\log|\det J| = -\sum \log\sigma$, the same f
 }
 
 @st.cache_resource(max_entries=32, show_spinner="Tracing the flow …")
-def traced(path: str, version: float, source: str, _model, _x) -> explore.Steps:
-    """One forward trace per (model file version, input): the slider then only indexes arrays."""
-    return explore.explore(_model, _x)
+def traced(path: str, version: float, source: str, seed: int | None, _model, _x) -> explore.Steps:
+    """One forward trace per (model file version, input, noise seed): the slider then only indexes arrays."""
+    return explore.explore(_model, _x, seed)
+
+
+@st.cache_data(max_entries=256, show_spinner="Building the Jacobian with autograd …")
+def jacobian(path: str, version: float, source: str, seed: int | None, block: int, _model,
+             _steps: explore.Steps) -> tuple[float, float] | None:
+    return explore.jacobian_check(_model, _steps, block)
 
 
 @st.cache_resource(max_entries=32, show_spinner="Running the flow backwards …")
@@ -127,68 +180,107 @@ if entry.is_image_model:
                 "run backwards to turn noise into a digit. Pick a digit, then move the slider or press play.")
     with st.container(border=True):
         digit = digit_input("explorer", "Digit")
+        mode, seed_box = st.columns([3, 2], vertical_alignment="bottom")
+        with_noise = mode.radio("Trace", TRACE_MODES, key="trace_mode", horizontal=True,
+                                help="The model was trained on pixels plus uniform noise: that is what it "
+                                     "turns into Gaussian noise. Without the noise, at the bin centres, it "
+                                     "gives a much shorter, non-Gaussian code.") == TRACE_MODES[0]
+        noise_seed = noise_seed_input("explorer_noise_seed", seed_box)
     if digit is None:
         st.stop()
+    seed = noise_seed if with_noise else None
     source = digest(digit.numpy())
-    steps = traced(*ident, source, model, digit)
+    steps = traced(*ident, source, seed, model, digit)
     dec = explore.decomposition(model, steps)
+    digit_bits = explore.decomposition(model, traced(*ident, source, noise_seed, model, digit)).bits_per_dim
+
+    def bits_note() -> str:
+        if not with_noise:
+            return (f"At the bin centres this is a density at one point of each pixel's bin, not the digit's "
+                    f"bits/dim: with dequantization noise (seed {noise_seed}) the digit scores "
+                    f"**{digit_bits:.3f} bits/dim**.")
+        card = f" The model card's {entry.test_bpd:.3f} is the average over the test digits." \
+            if entry.test_bpd is not None else ""
+        return (f"This is the digit's bits/dim: uniform dequantization with one noise draw (seed {noise_seed}), on "
+                f"the [0, 256) pixel scale, as the Latent Playground and `python -m flow.evaluate --seed "
+                f"{noise_seed}` score it.{card} Another noise draw moves one digit's figure by a few hundredths.")
 
     st.header("Digit → noise")
     units = st.segmented_control("Likelihood in", ["nats", "bits/dim"], default="bits/dim", key="units")
 
+    def audit(i: int) -> None:
+        """How exactly this block and the whole flow invert, and its log-det against autograd's."""
+        if i == 0:
+            st.caption(f"**Invertibility audit.** The whole flow inverts this input to within "
+                       f"max |u − f⁻¹(f(u))| = {steps.flow_roundtrip:.1e} "
+                       f"({steps.flow_roundtrip * 256:.1e} grey levels of 256).")
+            return
+        st.caption(f"**Invertibility audit.** This block: max |h − f⁻¹(f(h))| = {steps.roundtrip[i]:.1e}; "
+                   f"the whole flow: {steps.flow_roundtrip:.1e} in u ({steps.flow_roundtrip * 256:.1e} grey levels).")
+        if steps.kinds[i] == "factor-out":
+            return
+        if st.toggle("Log-det against autograd", key="autograd_check",
+                     help="Builds the block's full 784 × 784 Jacobian with torch.func.jacrev (up to a second) "
+                          "and takes log|det| of it"):
+            claimed, built = jacobian(*ident, source, seed, i, model, steps)
+            st.caption(f"log|det J|: **{claimed:.4f}** nats from the block's own formula, **{built:.4f}** from "
+                       f"autograd's 784 × 784 Jacobian (difference {abs(claimed - built):.1e}).")
+
     def forward_block(i: int) -> None:
         kind = steps.kinds[i]
         st.markdown(f"#### {i}. {steps.names[i]}  ·  log-det {steps.logdets[i]:+.2f} nats")
-        text, maps = st.columns([1, 3])
-        text.markdown(ABOUT[kind])
+        text, maps = st.columns([2, 3])
+        with text:
+            st.markdown(ABOUT["data" if with_noise else "centres"] if kind == "data" else ABOUT[kind])
+            audit(i)
         maps.plotly_chart(plots.block_figure(steps, i), key="block_maps", config=PLAIN)
         if kind in ("squeeze", "factor-out"):
             maps.plotly_chart(plots.layout_figure(steps, i), key="layout_maps", config=PLAIN)
         left, right = st.columns(2)
         with left:
-            st.markdown(r"**Where the likelihood comes from.** $\log p(x) = \log \mathcal N(z; 0, I) + "
-                        r"\sum_k \log|\det \partial h_k / \partial h_{k-1}|$ (paper Eq. 3); in bits/dim, "
-                        r"$(-\log p(u) + D \log 256)/(D \log 2)$. Bars add up from left to right; the highlighted "
-                        f"one is this block. Total: **{dec.log_prob:.1f} nats = {dec.bits_per_dim:.3f} bits/dim**.")
+            st.markdown("**Where the likelihood comes from** (paper Eq. 3): bars add up from left to right; "
+                        "the highlighted one is this block.")
+            st.latex(r"\log p(u) = \log \mathcal N(z; 0, I) + \textstyle\sum_k \log\left|\det "
+                     r"\frac{\partial h_k}{\partial h_{k-1}}\right|")
+            st.latex(r"\text{bits/dim} = \frac{-\log p(u) + D \log 256}{D \log 2}")
+            st.markdown(f"Total: **{dec.log_prob:.1f} nats = {dec.bits_per_dim:.3f} bits/dim**. "
+                        + bits_note())
             st.plotly_chart(plots.decomposition_figure(dec, "nats" if units == "nats" else "bpd",
                                                        i - 1 if i > 0 else None),
                             key="waterfall", config=PLAIN)
         with right:
             m = explore.moments(steps.states[i])
+            level = explore.ks_noise_level(model.dim)
             st.markdown(r"**How Gaussian is it now?** At the end the 784 values of $z$ should look like 784 "
                         r"draws from $\mathcal N(0, 1)$. The KS distance is the largest gap between their CDF and "
-                        r"the normal one (about $1.36/\sqrt{784} \approx 0.05$ is within sampling noise). Here: "
+                        f"the normal one (below about {level:.2f} is within sampling noise: the dotted line). Here: "
                         + ", ".join(f"{k} {v:+.2f}" for k, v in m.items()) + f", KS {steps.ks[i]:.3f}.")
             h, k = st.columns(2)
             h.plotly_chart(plots.histogram_figure(steps.states[i], "values after this block"), key="hist",
                            config=PLAIN)
-            k.plotly_chart(plots.ks_figure(steps, i), key="ks", config=PLAIN)
+            k.plotly_chart(plots.ks_figure(steps, i, level), key="ks", config=PLAIN)
 
     player("block", len(steps), "Block", forward_block, seconds=1.2)
 
     st.header("Noise → digit")
     st.markdown(r"Generation runs the same blocks backwards: $x = f^{-1}(z)$. Start from Gaussian noise "
                 r"$z \sim \mathcal N(0, T^2 I)$ (a temperature $T < 1$ gives cleaner, less varied digits) or from "
-                r"the digit's own code $z = f(x)$, which comes back exactly: the flow is invertible.")
+                r"the digit's own code $z = f(u)$, which comes back exactly: the flow is invertible.")
     c1, c2, c3 = st.columns([2, 2, 1])
     start = c1.radio("Start from", ["noise z ~ N(0, T²I)", "the encoded digit"], key="gen_start", horizontal=True)
     if start == "the encoded digit":
-        z, start_key = steps.states[-1].copy(), "code:" + source
+        z, start_key = steps.states[-1].copy(), f"code:{source}:{seed}"
     else:
         temperature = c2.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="gen_temperature")
-        seed = c3.number_input("Seed", 0, 10**6, 0, key="gen_seed")
-        z, start_key = explore.latent_noise(model, 1, temperature, seed), f"noise:{temperature}:{seed}"
+        gen_seed = c3.number_input("Seed", 0, 10**6, 0, key="gen_seed")
+        z, start_key = model.latents(1, temperature, gen_seed), f"noise:{temperature}:{gen_seed}"
     back = generated(*ident, start_key, model, z)
     st.image(plots.filmstrip(back), caption="every step, from the latent (left) to the picture (right); each "
              "stretched to its own grey range", width="stretch")
 
     def backward_step(i: int) -> None:
         text, pic = st.columns([2, 3])
-        text.markdown(f"#### {i}. {back.names[i]}\n\n" + (
-            "The latent $z$: the factored-out $z_i$ and the final $h$, each value at the pixel it will end up at."
-            if i == 0 else f"After undoing **{back.names[i]}**. "
-            + ("The picture: $u = (\\sigma(y) - \\alpha)/(1-2\\alpha)$." if back.kinds[i] == "preprocess" else
-               "Values are still in logit space; the digit appears as the blocks are undone.")))
+        text.markdown(f"#### {i}. {back.names[i]}\n\n" + UNDO.get(back.kinds[i], UNDO["coupling"]))
         pic.plotly_chart(plots.state_figure(back, i), key="gen_state", config=PLAIN)
 
     player("gen_step", len(back), "Step backwards", backward_step, seconds=0.8)
@@ -206,12 +298,12 @@ else:
     data = make_toy(entry.data, 1500, seed=1)
     if direction == "inference x → z":
         start = data
-        steps = traced(*ident, "points", model, start)
-        lines = traced(*ident, "grid", model, grid)
+        steps = traced(*ident, "points", None, model, start)
+        lines = traced(*ident, "grid", None, model, grid)
     else:
         temperature = c2.slider("Temperature T", 0.1, 1.5, 1.0, 0.05, key="toy_temperature")
         seed = c3.number_input("Seed", 0, 10**6, 0, key="toy_seed")
-        start = explore.latent_noise(model, 1500, temperature, seed)
+        start = model.latents(1500, temperature, seed)
         steps = generated(*ident, f"noise:{temperature}:{seed}", model, start)
         lines = generated(*ident, "grid", model, grid)
     colour = np.arctan2(start[:, 1].numpy(), start[:, 0].numpy())  # follow each point by where it started
@@ -227,6 +319,11 @@ else:
                            key="toy_density", config=PLAIN)
         if direction == "inference x → z":
             st.markdown(ABOUT_2D.get(steps.kinds[i], ABOUT[steps.kinds[i]]))
+            check = jacobian(*ident, "points", None, i, model, steps)
+            st.caption(f"**Invertibility audit.** This block: max |h − f⁻¹(f(h))| = {steps.roundtrip[i]:.1e}; the "
+                       f"whole flow: {steps.flow_roundtrip:.1e}, over {len(data)} points."
+                       + ("" if check is None else f" log|det J| averaged over the first 64 points: {check[0]:.5f} "
+                          f"from the block's own formula, {check[1]:.5f} from autograd's 2 × 2 Jacobians."))
             dec = explore.decomposition(model, steps)
             left, right = st.columns(2)
             left.markdown(f"**Where the likelihood comes from**, averaged over the points: "

@@ -59,7 +59,7 @@ def main() -> None:
         latent.gif_of(frames)
 
     def samples() -> tuple[torch.Tensor, torch.Tensor]:
-        return latent.decode_with_bits(model, latent.sample_latents(model, 64, 0.7, seed=0))
+        return latent.decode_with_bits(model, model.latents(64, 0.7, seed=0))
 
     def samples_pictures() -> None:
         frames, bits = samples()

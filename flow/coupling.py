@@ -47,9 +47,13 @@ class NVPBlock(nn.Module):
         raw_s, t = (v.to(x.dtype) for v in self.net(x * self.mask))  # float32 even under bf16 autocast
         return self.scale * torch.tanh(raw_s) * free, t * free
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def couple(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """x -> (y, log|det J| (B,), s, t): Eq. 9, with the s and t it used (for traces)."""
         s, t = self.scale_and_translation(x)
-        return x * torch.exp(s) + t, s.flatten(1).sum(1)
+        return x * torch.exp(s) + t, s.flatten(1).sum(1), s, t
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.couple(x)[:2]
 
     def inverse(self, y: Tensor) -> Tensor:
         s, t = self.scale_and_translation(y)  # y_a == x_a, so s and t are the forward ones (Eq. 8)

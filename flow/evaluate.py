@@ -17,43 +17,39 @@ from flow.model import Flow
 @torch.no_grad()
 def evaluate_bpd(model: Flow, data: Tensor, batch_size: int = 500, seed: int = 0, rank: int = 0,
                  world: int = 1) -> tuple[float, int]:
-    """(sum of per-example bits/dim, count) over this rank's shard data[rank::world].
-
-    The dequantization noise is drawn for the whole set from `seed` before sharding, so one process
-    and N processes evaluate the same noisy images; the sum lets shards be added up across ranks."""
+    """(sum of per-example bits/dim, count) over this rank's shard data[rank::world], by
+    `Flow.bits_per_dim` with the dequantization noise from `seed`. Each image's noise depends on the
+    seed and the image alone, so one process and N processes, and every page showing that image with
+    that seed, get the same numbers; the sum lets shards be added up across ranks."""
     was_training = model.training
     model.eval()
-    idx = torch.arange(rank, len(data), world)
-    if data.dtype == torch.uint8:
-        noise = torch.rand(data.shape, generator=torch.Generator().manual_seed(seed))[idx]
-    total = 0.0
-    for i in range(0, len(idx), batch_size):
-        batch = data[idx[i:i + batch_size]]
-        if data.dtype == torch.uint8:
-            u = (batch.float() + noise[i:i + batch_size]) / 256.0
-            bpd = model.bits_from_log_prob(model.log_prob(u.to(model.device)))
-        else:
-            bpd = model.bits_per_dim(batch.to(model.device))
-        total += bpd.double().sum().item()
+    shard = data[rank::world]
+    total = sum(model.bits_per_dim(shard[i:i + batch_size], seed).double().sum().item()
+                for i in range(0, len(shard), batch_size))
     model.train(was_training)
-    return total, len(idx)
+    return total, len(shard)
 
 
 def main(argv: list[str] | None = None) -> int:
+    # imported here: flow.train imports this module
+    from flow.data import MNISTUnavailable
+    from flow.distributed import DeviceError, pick_device
+    from flow.train import EXIT_REFUSED, bounded
+
     p = argparse.ArgumentParser(prog="python -m flow.evaluate", description=__doc__)
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint")
-    p.add_argument("--limit", type=int, default=None, help="only the first N test examples")
-    p.add_argument("--batch-size", type=int, default=500)
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--seed", type=int, default=0, help="seed of the dequantization noise")
+    p.add_argument("--limit", type=bounded(int, 1), default=None, help="only the first N test examples")
+    p.add_argument("--batch-size", type=bounded(int, 1), default=500)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
+    p.add_argument("--seed", type=bounded(int, 0, high=2**32 - 1), default=0, help="seed of the dequantization noise")
     args = p.parse_args(argv)
     try:
-        model = load_checkpoint(args.checkpoint, args.device)
-    except CheckpointError as e:
+        model = load_checkpoint(args.checkpoint, pick_device(args.device))
+        data_name = model.metadata.get("data", "mnist")
+        data = load_dataset(data_name, "test")[: args.limit]
+    except (CheckpointError, DeviceError, MNISTUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    data_name = model.metadata.get("data", "mnist")
-    data = load_dataset(data_name, "test")[: args.limit]
+        return EXIT_REFUSED
     start = time.time()
     total, n = evaluate_bpd(model, data, args.batch_size, args.seed)
     print(json.dumps({"checkpoint": args.checkpoint, "data": data_name, "test_bpd": round(total / n, 5), "n": n,

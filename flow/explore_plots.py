@@ -11,9 +11,11 @@ from PIL import Image
 from flow.explore import Decomposition, Steps, histogram
 from flow.viz import image_grid
 
-VALUES = "RdBu_r"  # diverging: 0 is white, so the sign of every value reads at a glance
+VALUES = "RdBu_r"  # diverging, for signed values (logits, s, t, z, changes): 0 is white, the sign reads at a glance
+PIXELS = {"colorscale": "gray", "cmin": 0.0, "cmax": 1.0}  # the image u in [0, 1]: white ink on black, as MNIST
 HIGHLIGHT = "#f5a800"
 BAR_COLOURS = {True: "#2a9d8f", False: "#e76f51"}  # raises log p / lowers it
+TOTAL = "#555555"
 CHANNELS = "Turbo"
 
 
@@ -61,21 +63,30 @@ def _colourbar(title: str, y: float, length: float, **extra) -> dict:
 
 
 def block_figure(steps: Steps, i: int) -> go.Figure:
-    """Entry i in the input layout: input, (mask b, s, t,) output, change. Input, t, output and change
-    share one colour scale; s has its own, labelled with the factor exp(s) it multiplies by."""
+    """Entry i in the input layout: input, (mask b, s, t,) output, change. Images in [0, 1] are grey;
+    signed values (input, t, output and change) share one diverging scale; s has its own, labelled
+    with the factor exp(s) it multiplies by."""
     maps = steps.block(i)
     where = steps.where(i)[1]
-    m = _bound(maps["input"], maps["output"], maps.get("t", maps["input"]))
+    pixels_in = max(i - 1, 0) in steps.pixel_entries
+    signed = [maps[k] for k in ("output", "t") if k in maps] + ([] if pixels_in else [maps["input"]])
+    m = _bound(maps["change"], *signed)
     hover = ("input pixel (%{y}, %{x}): %{z:.3f}<br>now %{customdata[0]} channel %{customdata[1]} "
              "at (%{customdata[2]}, %{customdata[3]})<extra></extra>")
     axes = {"coloraxis": {"colorscale": VALUES, "cmin": -m, "cmax": m,
-                          "colorbar": _colourbar("value", 0.75, 0.45)}}
-    panels = [{"title": "input", "z": maps["input"], "axis": "coloraxis"}]
+                          "colorbar": _colourbar("value", 0.75, 0.45)},
+            "coloraxis4": {**PIXELS, "showscale": False}}
+    panels = [{"title": "input u" if pixels_in else "input", "z": maps["input"],
+               "axis": "coloraxis4" if pixels_in else "coloraxis"}]
     if steps.kinds[i] == "data":  # nothing has happened yet: only the input to show
         panels[0].update(customdata=where, hover=hover)
-        return _panels(panels, axes, size=300)
+        axis = panels[0]["axis"]
+        return _panels(panels, {axis: {**axes[axis], "showscale": True, "colorbar": _colourbar("value", 0.5, 0.9)}},
+                       size=300)
     panels += [{"title": "output", "z": maps["output"], "axis": "coloraxis", "customdata": where, "hover": hover},
-               {"title": "change = output − input", "z": maps["change"], "axis": "coloraxis"}]
+               {"title": "output − input", "z": maps["change"], "axis": "coloraxis"}]
+    if not pixels_in:
+        axes.pop("coloraxis4")
     if "s" in maps:  # a second row: the coupling's machinery
         sm = _bound(maps["s"])
         ticks = np.linspace(-sm, sm, 5)
@@ -83,7 +94,7 @@ def block_figure(steps: Steps, i: int) -> go.Figure:
             "s, as the factor exp(s)", 0.22, 0.42, tickvals=ticks, ticktext=[f"×{math.exp(t):.2f}" for t in ticks])}
         axes["coloraxis3"] = {"colorscale": [[0, "#222222"], [1, "#ffffff"]], "cmin": 0, "cmax": 1,
                               "showscale": False}
-        panels += [{"title": "mask b (white: kept)", "z": maps["mask"], "axis": "coloraxis3",
+        panels += [{"title": "mask b", "z": maps["mask"], "axis": "coloraxis3",
                     "hover": "b = %{z:.0f}<extra></extra>"},
                    {"title": "scale s", "z": maps["s"], "axis": "coloraxis2",
                     "hover": "s = %{z:.3f}, exp(s) = %{customdata:.3f}<extra></extra>",
@@ -140,14 +151,22 @@ def decomposition_figure(dec: Decomposition, units: str, highlight: int | None) 
     names = [n for n, _ in terms]
     total_name = "log p(x)" if units == "nats" else "bits/dim"
     unit = "nats" if units == "nats" else "bits/dim"
-    fig = go.Figure([
+    better = "raises log p (shorter code)" if units == "nats" else "lowers bits/dim (shorter code)"
+    worse = "lowers log p (longer code)" if units == "nats" else "raises bits/dim (longer code)"
+    key = [(better, BAR_COLOURS[True]), (worse, BAR_COLOURS[False]), ("this block", HIGHLIGHT),
+           ("total", TOTAL)]
+    legend = [go.Bar(x=[names[0]], y=[None], name=label, marker_color=colour, hoverinfo="skip")
+              for label, colour in key]  # empty bars: the colours' key, nothing drawn
+    return go.Figure([
         go.Bar(x=names, y=values, base=base, marker={"color": colours, "line": {"color": lines, "width": 3}},
                hovertemplate="%{x}: %{y:+.3f} " + unit + "<extra></extra>", showlegend=False),
-        go.Bar(x=[total_name], y=[total], marker_color="#555555", showlegend=False,
+        go.Bar(x=[total_name], y=[total], marker_color=TOTAL, showlegend=False,
                hovertemplate=total_name + " = %{y:.3f}<extra></extra>"),
-    ], {"height": 330, "margin": {"l": 0, "r": 0, "t": 10, "b": 0}, "yaxis": {"title": {"text": unit}},
-        "xaxis": {"tickangle": -50, "tickfont": {"size": 10}}, "bargap": 0.15})
-    return fig
+        *legend,
+    ], {"height": 380, "margin": {"l": 0, "r": 0, "t": 10, "b": 0}, "barmode": "overlay",
+        "yaxis": {"title": {"text": unit}, "automargin": True},
+        "xaxis": {"tickangle": -50, "tickfont": {"size": 10}, "automargin": True}, "bargap": 0.15,
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0, "font": {"size": 11}}})
 
 
 def histogram_figure(values: np.ndarray, title: str) -> go.Figure:
@@ -163,17 +182,23 @@ def histogram_figure(values: np.ndarray, title: str) -> go.Figure:
         "bargap": 0, "legend": {"x": 0.01, "y": 0.99}, "xaxis": {"range": [-5, 5]}})
 
 
-def ks_figure(steps: Steps, i: int) -> go.Figure:
-    """One number per block: the KS distance to N(0, 1), falling as the representation gets Gaussian."""
+def ks_figure(steps: Steps, i: int, noise_level: float | None = None) -> go.Figure:
+    """One number per block: the KS distance to N(0, 1), falling as the representation gets Gaussian;
+    a dotted line at `noise_level`, the distance a true Gaussian sample stays below."""
     x = list(range(len(steps)))
-    return go.Figure([
+    fig = go.Figure([
         go.Scatter(x=x, y=steps.ks, mode="lines+markers", customdata=steps.names, line={"color": "#7aa6c2"},
                    hovertemplate="%{customdata}: KS %{y:.3f}<extra></extra>", showlegend=False),
         go.Scatter(x=[i], y=[steps.ks[i]], mode="markers", marker={"color": HIGHLIGHT, "size": 14},
                    hoverinfo="skip", showlegend=False),
-    ], {"height": 280, "margin": {"l": 0, "r": 0, "t": 30, "b": 0}, "yaxis": {"rangemode": "tozero"},
-        "title": {"text": "KS distance to N(0, 1), block by block", "font": {"size": 13}},
-        "xaxis": {"title": {"text": "block (slider position)"}}})
+    ], {"height": 280, "margin": {"l": 0, "r": 0, "t": 30, "b": 0},
+        "yaxis": {"rangemode": "tozero", "automargin": True},
+        "title": {"text": "KS distance to N(0, 1)", "font": {"size": 13}},
+        "xaxis": {"title": {"text": "block (slider position)"}, "automargin": True}})
+    if noise_level is not None:
+        fig.add_hline(noise_level, line_dash="dot", line_color="#222222",
+                      annotation_text=f"sampling noise ≈ {noise_level:.2f}", annotation_position="top right")
+    return fig
 
 
 def state_figure(steps: Steps, i: int) -> go.Figure:
@@ -181,11 +206,11 @@ def state_figure(steps: Steps, i: int) -> go.Figure:
     z = steps.pixels(i)
     m = _bound(z)
     where = steps.where(i)[1]
+    scale = PIXELS if i in steps.pixel_entries else {"colorscale": VALUES, "cmin": -m, "cmax": m}
     return _panels([{"title": steps.names[i], "z": z, "axis": "coloraxis", "customdata": where,
                      "hover": "pixel (%{y}, %{x}): %{z:.3f}<br>%{customdata[0]} channel %{customdata[1]}"
                               "<extra></extra>"}],
-                   {"coloraxis": {"colorscale": VALUES, "cmin": -m, "cmax": m,
-                                  "colorbar": _colourbar("value", 0.5, 0.9)}}, size=320)
+                   {"coloraxis": {**scale, "colorbar": _colourbar("value", 0.5, 0.9)}}, size=320)
 
 
 def filmstrip(steps: Steps, scale: int = 2) -> Image.Image:

@@ -1,6 +1,7 @@
 """The other invertible pieces: preprocessing (dequantization + logit), ActNorm and squeeze."""
 from __future__ import annotations
 
+import hashlib
 import math
 
 import torch
@@ -10,20 +11,33 @@ from torch import Tensor, nn
 ALPHA = 0.05
 
 
-def dequantize(x: Tensor, noise: str = "uniform", generator: torch.Generator | None = None) -> Tensor:
-    """8-bit pixels {0..255} -> u in [0, 1): u = (x + n) / 256 with n ~ U[0, 1) (or n = 1/2 for "mid").
+def dequantize(x: Tensor, noise: str = "uniform", seed: int | None = None) -> Tensor:
+    """8-bit pixels {0..255} -> u in [0, 1): u = (x + n) / 256 with n ~ U[0, 1)^D (or n = 1/2 for "mid").
 
     Uniform noise turns the discrete data into a density whose NLL bounds the discrete NLL from
-    above (Theis et al. 2016); "mid" gives a deterministic point for displays.
+    above (Theis et al. 2016); "mid" gives the bin centres, a deterministic point for displays.
+    Without a seed the noise comes from torch's global generator (training). With a seed, each
+    example's noise is drawn from a generator keyed by the seed and the example's own pixels, so one
+    digit with one seed gets the same noise in any batch, on any page and on any DDP rank, while
+    different digits get independent draws (`noise_for`).
     """
-    x = x.float()
-    if noise == "uniform":
-        n = torch.rand(x.shape, generator=generator, device=x.device)
-    elif noise == "mid":
-        n = torch.full_like(x, 0.5)
-    else:
+    if noise == "mid":
+        return (x.float() + 0.5) / 256.0
+    if noise != "uniform":
         raise ValueError(f"noise must be 'uniform' or 'mid', got {noise!r}")
-    return (x + n) / 256.0
+    n = torch.rand(x.shape, device=x.device) if seed is None else noise_for(x, seed).to(x.device)
+    return (x.float() + n) / 256.0
+
+
+def noise_for(x: Tensor, seed: int) -> Tensor:
+    """U[0, 1) noise shaped like the 8-bit batch x (B, ...): example i's draw depends only on the seed
+    and the bytes of x[i]."""
+    pixels = x.detach().cpu().to(torch.uint8).numpy()
+    out = torch.empty(x.shape)
+    for i, example in enumerate(pixels):
+        key = hashlib.blake2b(example.tobytes(), digest_size=8, key=str(seed).encode()).digest()
+        out[i] = torch.rand(example.shape, generator=torch.Generator().manual_seed(int.from_bytes(key, "little")))
+    return out
 
 
 class Logit(nn.Module):
@@ -55,7 +69,8 @@ class ActNorm(nn.Module):
     Chosen over the paper's batch normalisation: its log-det, -H*W*sum(log_scale), is exact and
     identical in training and evaluation, it works on a single image (the explorer traces one
     digit at a time) and it needs no statistics synchronised across DDP ranks. The first batch seen
-    in training mode sets loc and log_scale so that the output has zero mean and unit variance.
+    in training mode sets loc and log_scale so that the output has zero mean and unit variance
+    (a feature without spread in that batch keeps scale 1).
     """
 
     def __init__(self, param_shape: tuple[int, ...]):
@@ -70,8 +85,12 @@ class ActNorm(nn.Module):
     @torch.no_grad()
     def _initialize(self, x: Tensor) -> None:
         dims = self._reduce_dims(x)
+        std = x.std(dims, correction=0)
+        # One example, or a feature constant over the batch, has no spread to normalise by (its scale
+        # would be 0 or 1e6): such a feature keeps scale 1.
+        spread = torch.isfinite(std) & (std > 1e-6)
         self.loc.copy_(x.mean(dims).view_as(self.loc))
-        self.log_scale.copy_(torch.log(x.std(dims).view_as(self.log_scale) + 1e-6))
+        self.log_scale.copy_(torch.where(spread, std.log(), 0.0).view_as(self.log_scale))
         self.initialized.fill_(1)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

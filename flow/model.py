@@ -37,13 +37,45 @@ class FlowConfig:
     lr: float = 1e-3
     batch_size: int = 64
 
+    def __post_init__(self) -> None:
+        """Refuses a configuration that cannot build a working model, with the reason (ValueError)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):  # JSON has no tuples
+                value = tuple(value)
+                setattr(self, f.name, value)
+            whole = isinstance(value, int) and not isinstance(value, bool)
+            if isinstance(f.default, tuple):
+                rule = "a list of whole numbers of at least 1"
+                ok = isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                                                      for v in value)
+            elif isinstance(f.default, bool):
+                rule, ok = "true or false", isinstance(value, bool)
+            elif isinstance(f.default, int):
+                low = 0 if f.name in ("couplings_per_half", "res_blocks") else 1
+                rule, ok = f"a whole number of at least {low}", whole and value >= low
+            elif isinstance(f.default, float):
+                rule = "a number above 0"
+                ok = (whole or isinstance(value, float)) and math.isfinite(value) and value > 0
+            else:
+                rule, ok = "a string", isinstance(value, str)
+            if not ok:
+                raise ValueError(f"{f.name} must be {rule} (got {value!r})")
+        if len(self.shape) not in (1, 3):
+            raise ValueError(f"shape must be (D,) for points or (C, H, W) for images (got {self.shape})")
+        if self.coupling not in ("mlp", "resnet"):
+            raise ValueError(f"coupling must be 'mlp' or 'resnet' (got {self.coupling!r})")
+        if self.coupling == "resnet" and len(self.shape) != 3:
+            raise ValueError(f"coupling 'resnet' convolves images: it needs a shape (C, H, W), not {self.shape}")
+        if self.head_kernel % 2 == 0:
+            raise ValueError(f"head_kernel must be odd (got {self.head_kernel}): an even kernel changes the map's size")
+
     @classmethod
     def from_dict(cls, d: dict) -> "FlowConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
+        known = [f.name for f in fields(cls)]
+        unknown = set(d) - set(known)
         if unknown:
-            raise ValueError(f"unknown config fields {sorted(unknown)}")
-        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+            raise ValueError(f"unknown config fields: {', '.join(sorted(unknown))} (the fields are {', '.join(known)})")
         return cls(**d)
 
 
@@ -110,10 +142,8 @@ class Flow(nn.Module):
         self.latent_shapes: list[tuple[int, ...]] = []  # factored-out z_1..z_k, then the final h
         if config.coupling == "mlp":
             self._build_mlp()
-        elif config.coupling == "resnet":
+        else:  # "resnet": FlowConfig admits no other
             self._build_multiscale()
-        else:
-            raise ValueError(f"unknown coupling {config.coupling!r}")
 
     def _add(self, name: str, step: nn.Module) -> None:
         self.names.append(name)
@@ -141,6 +171,8 @@ class Flow(nn.Module):
             return ResNet(channels, cfg.width, cfg.res_blocks, cfg.head_kernel)
 
         if cfg.squeeze_first:
+            if h % 2 or w % 2:
+                raise ValueError(f"cannot squeeze a {h}x{w} image: set squeeze_first to false")
             self._add("squeeze 0", Squeeze())
             c, h, w = 4 * c, h // 2, w // 2
         for scale in range(1, cfg.n_scales + 1):
@@ -162,12 +194,38 @@ class Flow(nn.Module):
 
     # ----- the two directions -------------------------------------------------------------
     def _as_unit(self, x: Tensor) -> Tensor:
-        """uint8 images are dequantized at the bin centres; anything else is taken as it is."""
-        x = x.to(self.device)
-        if x.dtype == torch.uint8:
-            x = dequantize(x, "mid")
-        if len(self.config.shape) == 3 and x.dim() == 3:
-            x = x.unsqueeze(1)
+        """Checks an input batch and moves it to the model: 8-bit images (any integer dtype, 0..255)
+        are placed at their bin centres, dequantized images (floats in [0, 1]) and points are taken as
+        they are. Raises ValueError or TypeError, naming what is expected, for anything else."""
+        x = self._check_input(x).to(self.device)
+        return dequantize(x, "mid") if is_pixels(x) else x
+
+    def _check_input(self, x: Tensor) -> Tensor:
+        shape = self.config.shape
+        if not isinstance(x, Tensor):
+            raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+        if len(shape) == 3 and shape[0] == 1 and x.dim() == 3:
+            x = x.unsqueeze(1)  # (B, H, W) greyscale images
+        if tuple(x.shape[1:]) != tuple(shape):
+            raise ValueError(f"expected a batch of shape (B, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
+        if not self.config.preprocess:
+            if not x.is_floating_point():
+                raise TypeError(f"expected points as floats, got {x.dtype}")
+            if not torch.isfinite(x).all():
+                raise ValueError("the points contain NaN or infinite values")
+            return x
+        if is_pixels(x):
+            if x.dtype != torch.uint8 and x.numel() and (x.min() < 0 or x.max() > 255):
+                raise ValueError(f"8-bit pixels must lie in 0..255, got {x.min().item()}..{x.max().item()}")
+            return x
+        if not x.is_floating_point():
+            raise TypeError(f"expected 8-bit pixels (an integer dtype, 0..255) or a dequantized image "
+                            f"(floats in [0, 1]), got {x.dtype}")
+        if x.numel() and not (torch.isfinite(x).all() and x.min() >= 0 and x.max() <= 1):
+            lo, hi = x.nan_to_num().min().item(), x.nan_to_num().max().item()
+            raise ValueError(f"a float image must be dequantized to [0, 1], got values in [{lo:g}, {hi:g}]"
+                             + (" and NaN or infinite ones" if not torch.isfinite(x).all() else "")
+                             + "; pass 8-bit pixels 0..255 as an integer tensor (x.to(torch.uint8)) instead")
         return x
 
     def _run_forward(self, x: Tensor, keep_trace: bool) -> tuple[Tensor, Tensor, list[TraceStep]]:
@@ -180,30 +238,25 @@ class Flow(nn.Module):
             h, ld = self.logit(h)
             logdet = logdet + ld
             if keep_trace:
-                trace.append(TraceStep("dequantize + logit", "preprocess", h, ld))
+                trace.append(TraceStep("logit", "preprocess", h, ld))
         zs: list[Tensor] = []
         for name, step in zip(self.names, self.steps):
-            before = h
+            entry = TraceStep(name, trace_kind(step), h, h.new_zeros(h.shape[0]))
             if isinstance(step, FactorOut):
                 h, z = step.split(h)
                 zs.append(z)
-                ld = h.new_zeros(h.shape[0])
+                ld = entry.logdet
+            elif isinstance(step, NVPBlock) and keep_trace:  # with its mask, s and t, computed once
+                h, ld, entry.s, entry.t = step.couple(h)
+                entry.mask = step.mask
             else:
                 h, ld = step(h)
             logdet = logdet + ld
             if keep_trace:
-                trace.append(self._trace_step(name, step, before, h, ld, list(zs)))
+                entry.output, entry.logdet, entry.factored = h, ld, list(zs)
+                trace.append(entry)
         z = torch.cat([zi.flatten(1) for zi in zs] + [h.flatten(1)], dim=1)
         return z, logdet, trace
-
-    @staticmethod
-    def _trace_step(name: str, step: nn.Module, before: Tensor, after: Tensor, ld: Tensor,
-                    zs: list[Tensor]) -> TraceStep:
-        entry = TraceStep(name, trace_kind(step), after, ld, zs)
-        if isinstance(step, NVPBlock):
-            entry.mask = step.mask
-            entry.s, entry.t = step.scale_and_translation(before)
-        return entry
 
     def split_latent(self, z: Tensor) -> list[Tensor]:
         """Flat z (B, D) -> [z_1, ..., z_k, h_final] in their shapes (the factored-out scales first)."""
@@ -223,11 +276,11 @@ class Flow(nn.Module):
             if keep_trace:
                 # The inverse block's log-det is minus the forward one at the reconstructed input.
                 ld = h.new_zeros(h.shape[0]) if isinstance(step, FactorOut) else -step(h)[1]
-                trace.append(TraceStep(name, trace_kind(step), h, ld, list(zs)))
+                trace.append(TraceStep(f"undo {name}", trace_kind(step), h, ld, list(zs)))
         if self.logit is not None:
             u = self.logit.inverse(h)
             if keep_trace:
-                trace.append(TraceStep("inverse logit", "preprocess", u, -self.logit(u)[1]))
+                trace.append(TraceStep("undo the logit", "preprocess", u, -self.logit(u)[1]))
             h = u
         return h, trace
 
@@ -237,7 +290,8 @@ class Flow(nn.Module):
         return next(self.parameters()).device
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x -> (z, log|det dz/dx|); images as floats in [0, 1] (dequantized) or uint8."""
+        """x (B, *shape) -> (z (B, D), log|det dz/dx| (B,)). Images: 8-bit pixels (integer dtype,
+        0..255), taken at the bin centres, or a dequantized image u, floats in [0, 1]."""
         z, logdet, _ = self._run_forward(x, keep_trace=False)
         return z, logdet
 
@@ -245,19 +299,32 @@ class Flow(nn.Module):
         return self._run_inverse(z, keep_trace=False)[0]
 
     def log_prob(self, x: Tensor) -> Tensor:
-        """Exact log density in nats per example: log N(z; 0, I) + log|det dz/dx|."""
+        """Exact log density in nats per example: log N(z; 0, I) + log|det dz/dx| (paper Eq. 3).
+        For 8-bit pixels this is the density at the bin centres, one point of each pixel's bin: not
+        the probability of the 8-bit image (that is what `bits_per_dim` estimates)."""
         z, logdet = self(x)
         return prior_log_prob(z) + logdet
 
-    def bits_per_dim(self, x: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Per-example bits/dim. 8-bit images (uint8) are dequantized with uniform noise and the
-        result is on the [0, 256) pixel scale: (-log p(u) + D log 256) / (D log 2). Toy points:
-        -log p(x) / (D log 2)."""
-        if self.config.preprocess:
-            if x.dtype != torch.uint8:
-                raise TypeError("bits_per_dim takes 8-bit images (torch.uint8)")
-            x = dequantize(x.to(self.device), "uniform", generator)
+    def bits_per_dim(self, x: Tensor, seed: int | None = None) -> Tensor:
+        """Per-example bits/dim (B,): the one definition every page, the evaluation and the trainer's
+        test figure use. 8-bit images (integer dtype, 0..255) are dequantized with one uniform noise
+        draw, u = (x + n) / 256 (`layers.dequantize`: from the seed and each image's own pixels, or
+        random without a seed), and scored on the [0, 256) pixel scale: (-log p(u) + D log 256) /
+        (D log 2), an upper bound on -log2 P(x) / D in expectation (paper Sec. 4.1). Toy points:
+        -log p(x) / (D log 2). Raises TypeError for float images (already dequantized: use
+        `bits_from_log_prob(log_prob(u))`)."""
+        x = self.dequantize(x, seed) if self.config.preprocess else x
         return self.bits_from_log_prob(self.log_prob(x))
+
+    def dequantize(self, x: Tensor, seed: int | None = None) -> Tensor:
+        """8-bit images (B, C, H, W) of any integer dtype, 0..255 -> u = (x + n) / 256 in [0, 1) on the
+        model's device, with `bits_per_dim`'s uniform noise n (`layers.dequantize`). Raises TypeError
+        for floats and ValueError for pixels outside 0..255 or a wrong shape."""
+        x = self._check_input(x)
+        if not is_pixels(x):
+            raise TypeError(f"expected 8-bit images (an integer dtype, 0..255), got {x.dtype}; a float image "
+                            "is already dequantized: score it with bits_from_log_prob(log_prob(u))")
+        return dequantize(x, "uniform", seed).to(self.device)
 
     def bits_from_log_prob(self, log_prob: Tensor) -> Tensor:
         """Nats per example -> bits/dim; for images log p(u) on [0, 1)^D moves to the [0, 256)
@@ -266,17 +333,24 @@ class Flow(nn.Module):
         return (offset - log_prob) / (self.dim * math.log(2))
 
     def encode(self, x: Tensor) -> Tensor:
-        """Images (uint8, or floats in [0, 1]) or points -> flat latents z of shape (B, D)."""
+        """Images (8-bit pixels at their bin centres, or floats in [0, 1]) or points -> flat latents (B, D)."""
         return self(x)[0]
 
     def decode(self, z: Tensor) -> Tensor:
         """Flat latents (B, D) -> images in [0, 1] of shape (B, C, H, W), or points."""
         return self.inverse(z)
 
-    def sample(self, n: int, temperature: float = 1.0, generator: torch.Generator | None = None) -> Tensor:
-        """Decode z ~ N(0, T^2 I); T < 1 trades diversity for cleaner samples."""
-        z = torch.randn(n, self.dim, generator=generator).to(self.device) * temperature
-        return self.decode(z)
+    def latents(self, n: int, temperature: float = 1.0, seed: int | None = None) -> Tensor:
+        """z ~ N(0, T^2 I), (n, D) on the CPU: reproducible from the seed, random without one.
+        Raises ValueError for n < 1 or a temperature that is negative or not finite."""
+        if n < 1 or not (math.isfinite(temperature) and temperature >= 0):
+            raise ValueError(f"need n >= 1 and a finite temperature >= 0, got n={n}, T={temperature}")
+        g = None if seed is None else torch.Generator().manual_seed(seed)
+        return torch.randn(n, self.dim, generator=g) * temperature
+
+    def sample(self, n: int, temperature: float = 1.0, seed: int | None = None) -> Tensor:
+        """Decode z ~ N(0, T^2 I) (`latents`); T < 1 trades diversity for cleaner samples."""
+        return self.decode(self.latents(n, temperature, seed))
 
     def trace(self, x: Tensor) -> list[TraceStep]:
         """Forward trace x -> z: the input, then one entry per block in order."""
@@ -285,6 +359,11 @@ class Flow(nn.Module):
     def trace_inverse(self, z: Tensor) -> list[TraceStep]:
         """Generative trace z -> x: the latent, then one entry per block in reverse order."""
         return self._run_inverse(z, keep_trace=True)[1]
+
+
+def is_pixels(x: Tensor) -> bool:
+    """8-bit pixel values: an integer tensor (uint8, int64, ...), not floats or booleans."""
+    return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
 
 
 def trace_kind(step: nn.Module) -> str:

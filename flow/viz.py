@@ -28,11 +28,10 @@ def scatter_image(points: Tensor, size: int = 256, extent: float = 4.0) -> Image
 
 def samples_picture(model, n: int = 64, temperature: float = 1.0, seed: int = 0) -> Image.Image:
     """A picture of n samples: a grid of digits, or a scatter of 2-D points (more of them)."""
-    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         if len(model.config.shape) == 1:
-            return scatter_image(model.sample(max(n, 4000), temperature, g))
-        return image_grid(model.sample(n, temperature, g), nrow=int(np.ceil(np.sqrt(n))))
+            return scatter_image(model.sample(max(n, 4000), temperature, seed))
+        return image_grid(model.sample(n, temperature, seed), nrow=int(np.ceil(np.sqrt(n))))
 
 
 def png_bytes(img: Image.Image) -> bytes:

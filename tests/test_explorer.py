@@ -15,7 +15,6 @@ from flow import explore, jobs
 from flow.catalog import CHECKPOINT_DIR, ROOT, list_models
 from flow.checkpoint import load_checkpoint
 from flow.data import load_mnist, make_toy
-from flow.layers import dequantize
 from flow.model import build_model, prior_log_prob
 from tests.conftest import randomize
 
@@ -39,7 +38,7 @@ def random_realnvp():
 def test_every_state_is_a_permutation_of_the_input_pixels(preset):
     model = build_model(preset)
     entries = explore.layouts(model)
-    assert len(entries) == 2 + len(model.names)  # input, dequantize + logit, one per block
+    assert len(entries) == 2 + len(model.names)  # input, logit, one per block
     for origin, parts in entries:
         assert np.array_equal(np.sort(origin), np.arange(784))
         assert sum(np.prod(p.shape) for p in parts) == 784
@@ -90,16 +89,40 @@ def test_coupling_maps_are_the_blocks_own_mask_scale_and_shift(digit):
 
 # ----- the numbers on the page ------------------------------------------------------------------------
 @pytest.mark.parametrize("path", [REALNVP, SEED_MLP])
-def test_decomposition_adds_up_to_the_models_log_prob(digit, path):
+def test_decomposition_adds_up_to_the_digits_bits_per_dim(digit, path):
     model = load_checkpoint(path)
-    steps = explore.explore(model, digit)
+    steps = explore.explore(model, digit, seed=4)
+    assert steps.seed == 4 and np.allclose(steps.pixels(0), model.dequantize(digit, 4)[0, 0].numpy())
     dec = explore.decomposition(model, steps)
-    log_prob = model.log_prob(digit).item()
+    log_prob = model.log_prob(model.dequantize(digit, 4)).item()
     assert dec.log_prob == pytest.approx(log_prob, rel=1e-5)
     assert sum(v for _, v in dec.terms("nats")) == pytest.approx(log_prob, rel=1e-5)
-    bpd = model.bits_from_log_prob(torch.tensor([log_prob])).item()
-    assert dec.bits_per_dim == pytest.approx(bpd, rel=1e-5)
-    assert sum(v for _, v in dec.terms("bpd")) == pytest.approx(bpd, rel=1e-5)
+    bpd = model.bits_per_dim(digit, seed=4).item()
+    assert dec.bits_per_dim == pytest.approx(bpd, abs=1e-5)
+    assert sum(v for _, v in dec.terms("bpd")) == pytest.approx(bpd, abs=1e-5)
+    centres = explore.decomposition(model, explore.explore(model, digit, seed=None))  # the labelled teaching view
+    assert centres.log_prob == pytest.approx(model.log_prob(digit).item(), rel=1e-5)
+    assert centres.bits_per_dim < bpd - 0.1  # the bin centre's density is far above the digit's probability
+
+
+def test_every_block_inverts_and_its_logdet_matches_autograd(digit):
+    model = load_checkpoint(REALNVP)
+    steps = explore.explore(model, digit, seed=0)
+    assert len(steps.roundtrip) == len(steps) and steps.roundtrip.max() < 1e-4 and steps.flow_roundtrip < 1e-4
+    for i in (1, 2, 3, steps.kinds.index("actnorm"), len(steps) - 1):  # logit, squeeze, couplings, ActNorm
+        claimed, built = explore.jacobian_check(model, steps, i)
+        assert claimed == pytest.approx(built, abs=1e-3), steps.names[i]
+    assert explore.jacobian_check(model, steps, steps.kinds.index("factor-out")) is None
+    coupling = model.steps[1]
+    right = coupling.forward
+    coupling.forward = lambda x: (right(x)[0], right(x)[1] + 0.5)  # a block whose log-det formula is off
+    claimed, built = explore.jacobian_check(model, steps, 3)
+    assert claimed - built == pytest.approx(0.5, abs=1e-3)  # ... is caught
+    toy = load_checkpoint(MOONS)
+    points = explore.explore(toy, make_toy("moons", 200, seed=2))
+    for i in range(1, len(points)):
+        claimed, built = explore.jacobian_check(toy, points, i)
+        assert claimed == pytest.approx(built, abs=1e-4)
 
 
 def test_gaussianity_numbers():
@@ -117,16 +140,17 @@ def test_gaussianity_numbers():
 
 def test_trained_flow_makes_the_digit_gaussian_and_generation_inverts_it(digit):
     model = load_checkpoint(REALNVP)
-    steps = explore.explore(model, digit)
-    assert steps.ks[-1] < steps.ks[1] / 2  # the code is far more Gaussian than the logit image
+    steps = explore.explore(model, digit, seed=0)
+    assert steps.ks[-1] < explore.ks_noise_level(784) * 1.5 < steps.ks[1] / 2  # Gaussian noise, unlike the logits
     back = explore.generate(model, steps.states[-1])
-    assert back.names[0] == "latent" and back.names[-1] == "inverse logit" and len(back) == len(steps)
-    assert np.allclose(back.pixels(len(back) - 1), dequantize(digit, "mid")[0, 0].numpy(), atol=1e-4)
+    assert back.names[0] == "latent" and back.names[-1] == "undo the logit" and len(back) == len(steps)
+    assert back.names[1] == f"undo {model.names[-1]}" and back.pixel_entries == (len(back) - 1,)
+    assert np.allclose(back.pixels(len(back) - 1), model.dequantize(digit, 0)[0, 0].numpy(), atol=1e-4)
     for k in range(len(back)):  # step k backwards is the forward state before the last k blocks
         assert np.allclose(back.pixels(k), steps.pixels(len(steps) - 1 - k), atol=2e-3), back.names[k]
-    noise = explore.generate(model, explore.latent_noise(model, 1, 0.7, seed=3))
-    assert np.allclose(noise.states[0], noise.states[0]) and 0 <= noise.pixels(len(noise) - 1).min()
-    assert np.array_equal(explore.latent_noise(model, 1, 0.7, 3), explore.latent_noise(model, 1, 0.7, 3))
+    noise = explore.generate(model, model.latents(1, 0.7, seed=3))
+    assert 0 <= noise.pixels(len(noise) - 1).min() and noise.pixels(len(noise) - 1).max() <= 1
+    assert np.array_equal(model.latents(1, 0.7, 3), model.latents(1, 0.7, 3))
 
 
 def test_toy_traces_grid_and_density():
@@ -191,9 +215,11 @@ def test_the_decomposition_on_screen_is_the_models_log_prob(digit):
     at.slider(key="block").set_value(5).run()
     waterfall = chart(at, "waterfall")
     terms, total = numbers(waterfall["data"][0]["y"]), numbers(waterfall["data"][1]["y"])[0]
-    log_prob = load_checkpoint(REALNVP).log_prob(digit).item()  # the page's default digit: test image #0
+    model = load_checkpoint(REALNVP)
+    u = model.dequantize(digit, 0)  # the page's default: test image #0 with the noise of seed 0
+    log_prob = model.log_prob(u).item()
     assert terms.sum() == pytest.approx(log_prob, rel=1e-4) and total == pytest.approx(log_prob, rel=1e-4)
-    z = load_checkpoint(REALNVP).encode(digit)
+    z = model.encode(u)
     assert terms[-1] == pytest.approx(prior_log_prob(z).item(), rel=1e-4)  # the last term is log N(z)
     colours = waterfall["data"][0]["marker"]["color"]
     assert colours[4] == "#f5a800" and colours.count("#f5a800") == 1  # block 5 = the 5th term, highlighted

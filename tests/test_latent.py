@@ -121,14 +121,14 @@ def test_manifold_keeps_the_norm_of_orthonormal_latents_all_the_way_round():
 
 
 def test_samples_at_temperature_zero_are_the_decoded_zero_latent(model):
-    frames, bits = latent.decode_with_bits(model, latent.sample_latents(model, 4, 0.0, seed=7))
+    frames, bits = latent.decode_with_bits(model, model.latents(4, 0.0, seed=7))
     zero = model.decode(torch.zeros(1, model.dim)).detach()
     assert torch.allclose(frames, zero.expand_as(frames), atol=1e-6)
-    assert torch.allclose(bits, bits[0].expand(4))
-    # the same draws as Flow.sample with a generator of the same seed
-    ours, _ = latent.decode_with_bits(model, latent.sample_latents(model, 3, 0.8, seed=7))
+    assert torch.allclose(bits, bits[0].expand(4))  # equal frames, equal numbers
+    # the same draws as Flow.sample with the same seed
+    ours, _ = latent.decode_with_bits(model, model.latents(3, 0.8, seed=7))
     with torch.no_grad():
-        theirs = model.sample(3, 0.8, torch.Generator().manual_seed(7))
+        theirs = model.sample(3, 0.8, seed=7)
     assert torch.allclose(ours, theirs, atol=1e-6)
 
 
@@ -136,7 +136,7 @@ def test_frame_bits_are_the_bits_per_dim_of_the_quantized_frame(model, digits):
     z = latent.encode_digits(model, digits[3])
     _, bits = latent.decode_with_bits(model, z, seed=5)
     with torch.no_grad():
-        expected = model.bits_per_dim(digits[3], generator=torch.Generator().manual_seed(5))
+        expected = model.bits_per_dim(digits[3], seed=5)
     assert torch.allclose(bits, expected, atol=1e-5)
     assert torch.equal(latent.decode_with_bits(model, z, seed=5)[1], bits)  # stable from rerun to rerun
 

@@ -93,7 +93,7 @@ def test_the_explorer_slider_steps_to_the_next_block_and_the_picture_changes(ser
     slider.focus()
     slider.press("ArrowRight")
     expect(slider).to_have_value("1")
-    expect(page.get_by_test_id("stMain")).to_contain_text("1. dequantize + logit")
+    expect(page.get_by_test_id("stMain")).to_contain_text("1. logit")
     settle(page)
     assert maps.screenshot() != before
     screenshot(page, "explorer-block-1")

@@ -1,0 +1,33 @@
+"""The dequantization noise's seed, one value shared by every page: a digit's bits/dim depends on its
+noise draw (`Flow.bits_per_dim`), so the Explorer and the Latent Playground must use the same one."""
+from __future__ import annotations
+
+import random
+
+import streamlit as st
+
+SHARED = "noise_seed"  # the value; each page's widget has a key of its own and copies it
+LIMIT = 10**6
+
+
+def noise_seed_input(key: str, container=st) -> int:
+    """A number input for the seed and a "New noise" button beside it, in `container` (two columns
+    of it); returns the seed. Both write the shared value, so every page shows the same draw."""
+    seed = st.session_state.setdefault(SHARED, 0)
+    if st.session_state.get(key) != seed:  # another page (or the button) changed it
+        st.session_state[key] = seed
+
+    def typed() -> None:
+        st.session_state[SHARED] = st.session_state[key]
+
+    def draw_new() -> None:
+        st.session_state[SHARED] = random.randrange(LIMIT)
+
+    left, right = container.columns([3, 2], vertical_alignment="bottom")
+    left.number_input("Noise seed", 0, LIMIT - 1, key=key, step=1, on_change=typed,
+                      help="Seed of the uniform dequantization noise n ~ U[0, 1)^784 added to the 8-bit pixels. "
+                           "The same digit and seed give the same bits/dim on every page and in "
+                           "`python -m flow.evaluate --seed`.")
+    right.button("New noise", icon=":material/casino:", key=f"{key}_new", on_click=draw_new,
+                 help="Draw another noise: the digit's bits/dim moves by a few hundredths")
+    return int(st.session_state[SHARED])
