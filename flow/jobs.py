@@ -31,7 +31,7 @@ import pandas as pd
 from flow.checkpoint import CheckpointError, read_header
 from flow.data import DATASETS, TOY_SETS
 from flow.model import IMAGE_PRESETS, PRESETS, fits_data
-from flow.train import EXIT_DIVERGED, EXIT_WRITE_FAILED
+from flow.train import EXIT_DIVERGED, EXIT_REFUSED, EXIT_WRITE_FAILED, batch_problem
 
 ROOT = Path(__file__).resolve().parent.parent
 RUNS_ENV = "REALNVP_RUNS_DIR"  # where runs live; tests point it at a temporary folder
@@ -128,9 +128,11 @@ def validate(spec: RunSpec, root: Path | None = None, new: bool = True) -> list[
         problems.append(f"Epochs must be a whole number of at least 1 (got {spec.epochs}).")
     if spec.batch_size is not None and (not _is_int(spec.batch_size) or spec.batch_size < 1):
         problems.append(f"Batch size must be a whole number of at least 1 (got {spec.batch_size}).")
-    elif spec.batch_size and spec.batch_size > (n := spec.limit_train or train_size(spec.data)):
-        problems.append(f"Batch size {spec.batch_size} is larger than the {n} training examples: "
-                        "an epoch would have no full batch. Lower the batch size or train on more examples.")
+    elif spec.preset in PRESETS and spec.data in DATASETS and (spec.limit_train is None or (
+            _is_int(spec.limit_train) and spec.limit_train >= 1)):
+        batch = spec.batch_size or PRESETS[spec.preset][0].batch_size  # empty: the preset's, as flow.train does
+        if problem := batch_problem(batch, min(spec.limit_train or train_size(spec.data), train_size(spec.data))):
+            problems.append(problem[0].upper() + problem[1:])
     if spec.lr is not None and not (isinstance(spec.lr, (int, float)) and 0 < spec.lr <= 1):
         problems.append(f"Learning rate must be a positive number up to 1, such as 0.001 (got {spec.lr}).")
     if not _is_int(spec.seed) or spec.seed < 0:
@@ -233,6 +235,8 @@ def _poll_child(pid: int) -> int | None:
 
 
 def _exit_reason(code: int) -> str:
+    if code == EXIT_REFUSED:
+        return "refused its settings, its data or its device (the reason is at the end of its log below)"
     if code == EXIT_WRITE_FAILED:
         return "could not write to its run folder (disk full, or not writable?)"
     if code == EXIT_DIVERGED:
@@ -319,7 +323,7 @@ def read_run(path: Path) -> Run:
     elif code is not None:
         run.state = "failed"
         run.message = (f"The training process {_exit_reason(code)} before writing a final status"
-                       + (" (it crashed: see its log below)." if code > 0 else "."))
+                       + (" (it crashed: see its log below)." if code > 0 and code != EXIT_REFUSED else "."))
     else:
         run.state = "vanished"
         run.message = ("The training process is gone without a final status (the app server was restarted, "
@@ -384,9 +388,14 @@ def _start(path: Path, spec: RunSpec, epochs: int, resume: bool) -> None:
     with open(path / "train.log", "ab") as log:
         log.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd[1:])}\n".encode())
         log.flush()
-        # own session: the run outlives this script, a closed tab and a restart of the app server
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        # Started with SIGTERM blocked (a thread's mask passes to its child): a Stop pressed before the trainer
+        # has set up its handler waits for it, and so ends the run as "stopped" instead of killing it.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:  # own session: the run outlives this script, a closed tab and a restart of the app server
+            proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     with _children_lock:
         _children[proc.pid] = proc
     job = _read_json(path / "job.json")

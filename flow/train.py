@@ -14,7 +14,8 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -25,13 +26,15 @@ from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from flow import distributed as dd
-from flow.checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
-from flow.data import DATASETS, load_dataset
+from flow.checkpoint import CheckpointError, atomic_write, load_checkpoint, model_problem, save_checkpoint
+from flow.data import DATASETS, MNISTUnavailable, load_dataset
 from flow.evaluate import evaluate_bpd
 from flow.layers import dequantize
-from flow.model import IMAGE_PRESETS, PRESETS, build_model, fits_data, prior_log_prob
+from flow.model import IMAGE_PRESETS, PRESETS, FlowConfig, build_model, fits_data, prior_log_prob
 from flow.viz import samples_picture
 
+EXIT_CRASHED = 1  # a bug: the traceback is in the log
+EXIT_REFUSED = 2  # settings, data or device that cannot work (argparse uses 2 for bad options too)
 EXIT_DIVERGED = 3
 EXIT_WRITE_FAILED = 4
 
@@ -43,9 +46,16 @@ class Stopper:
         self.requested = False
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request)
+        # flow.jobs starts the trainer with SIGTERM blocked: a stop sent before this handler existed
+        # (while Python started and imported torch) has waited for it, and arrives now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
     def _request(self, signum: int, frame: object) -> None:
         self.requested = True
+
+
+class RunError(Exception):
+    """Settings, data or a device a run cannot work with: the message says why and what to do instead."""
 
 
 class WriteError(Exception):
@@ -63,9 +73,7 @@ class RunFolder:
     def __init__(self, path: Path, writer: bool):
         self.path, self.writer = path, writer
         self.checkpoint, self.state = path / "checkpoint.safetensors", path / "train_state.pt"
-        if writer:
-            with self.writing():
-                (path / "samples").mkdir(parents=True, exist_ok=True)
+        self.running = False  # status.json says "running": an end without a final status must change it
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -85,8 +93,17 @@ class RunFolder:
     def status(self, state: str, message: str = "", **extra: object) -> None:
         if self.writer:
             record = {"state": state, "message": message, "pid": os.getpid(), "updated": time.time(), **extra}
-            with self.writing():
+            with self.writing():  # the first write also makes the folder
                 atomic_write(self.path / "status.json", lambda tmp: tmp.write_text(json.dumps(record)))
+            self.running = state == "running"
+
+    def fail(self, message: str, code: int) -> int:
+        """Print the one `error:` line; if status.json says "running", it says "failed" now."""
+        print(f"error: {message}", file=sys.stderr)
+        if self.running:
+            with suppress(WriteError):  # a small file may still fit
+                self.status("failed", message)
+        return code
 
     def save(self, model, optimizer, meta: dict) -> None:
         if not self.writer:
@@ -104,16 +121,40 @@ class RunFolder:
                     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
-def parse_overrides(items: list[str]) -> dict:
-    """--set width=32 --set hidden=[64,64] -> {"width": 32, "hidden": [64, 64]} (values as JSON)."""
-    out = {}
-    for item in items:
-        key, _, value = item.partition("=")
+def bounded(cast: type, low: float, above: bool = False, high: float | None = None) -> Callable[[str], float]:
+    """An argparse type: a finite number of type `cast`, at least `low` (above it if `above`), at most `high`."""
+    what = "a whole number" if cast is int else "a number"
+    rule = f"{what} {'above' if above else 'of at least'} {low:g}" + (f" and at most {high:g}" if high else "")
+
+    def parse(text: str) -> float:
         try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
+            value = cast(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < low or (above and value == low) or (high and value > high):
+            raise argparse.ArgumentTypeError(f"must be {rule} (got {text!r})")
+        return value
+
+    return parse
+
+
+def override(text: str) -> tuple[str, object]:
+    """--set FIELD=VALUE -> (FIELD, VALUE read as JSON, or as a string where it is not JSON)."""
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"must be FIELD=VALUE, such as width=32 (got {text!r})")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
+
+
+def batch_problem(batch_size: int, examples: int) -> str | None:
+    """Why `batch_size` cannot train on `examples` examples, or None: every epoch needs one full batch."""
+    if batch_size <= examples:
+        return None
+    return (f"batch size {batch_size} is larger than the {examples} training examples: an epoch would have no "
+            "full batch. Lower the batch size, or train on more examples.")
 
 
 def lr_factor(progress: float, step: int, warmup: int, schedule: str) -> float:
@@ -129,22 +170,24 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", choices=list(PRESETS), default="realnvp")
     p.add_argument("--data", choices=DATASETS, default=None, help="default: mnist, or moons for toy-2d")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=None, help="per process; default: the preset's")
-    p.add_argument("--lr", type=float, default=None, help="default: the preset's")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epochs", type=bounded(int, 1), default=10)
+    p.add_argument("--batch-size", type=bounded(int, 1), default=None, help="per process; default: the preset's")
+    p.add_argument("--lr", type=bounded(float, 0, above=True), default=None, help="default: the preset's")
+    p.add_argument("--seed", type=bounded(int, 0, high=2**32 - 1), default=0)
     p.add_argument("--run-dir", type=Path, default=None, help="default: checkpoints/runs/<preset>-<time>")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
-    p.add_argument("--weight-decay", type=float, default=0.0, help="L2 penalty; the paper used 5e-5")
-    p.add_argument("--grad-clip", type=float, default=100.0, help="max gradient norm (0: off)")
+    p.add_argument("--weight-decay", type=bounded(float, 0), default=0.0, help="L2 penalty; the paper used 5e-5")
+    p.add_argument("--grad-clip", type=bounded(float, 0), default=100.0, help="max gradient norm (0: off)")
     p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
-    p.add_argument("--warmup", type=int, default=200, help="learning-rate warm-up steps")
-    p.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds of training")
-    p.add_argument("--limit-train", type=int, default=None, help="train on the first N examples only")
-    p.add_argument("--limit-test", type=int, default=None, help="evaluate on the first N test examples only")
-    p.add_argument("--max-steps", type=int, default=None, help="stop after this many optimizer steps")
-    p.add_argument("--log-every", type=int, default=20, help="steps between metrics lines")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+    p.add_argument("--warmup", type=bounded(int, 0), default=200, help="learning-rate warm-up steps")
+    p.add_argument("--time-limit", type=bounded(float, 0, above=True), default=None,
+                   help="stop after this many seconds of training")
+    p.add_argument("--limit-train", type=bounded(int, 1), default=None, help="train on the first N examples only")
+    p.add_argument("--limit-test", type=bounded(int, 1), default=None,
+                   help="evaluate on the first N test examples only")
+    p.add_argument("--max-steps", type=bounded(int, 1), default=None, help="stop after this many optimizer steps")
+    p.add_argument("--log-every", type=bounded(int, 1), default=20, help="steps between metrics lines")
+    p.add_argument("--set", dest="overrides", type=override, action="append", default=[], metavar="FIELD=VALUE",
                    help="override an architecture field of the preset, e.g. --set width=32")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the s/t networks (CUDA)")
@@ -155,58 +198,89 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    device = dd.pick_device(args.device)
-    rank, world = dd.setup(device)
+    stopper = Stopper()
+    run_dir = args.run_dir or Path("checkpoints/runs") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run = RunFolder(run_dir, writer=int(os.environ.get("RANK", 0)) == 0)  # torchrun's rank, before setup
     try:
-        return train(args, device, rank, world)
+        device = dd.pick_device(args.device)
+        rank, world = dd.setup(device)
+        return train(args, run, stopper, device, rank, world)
+    except (RunError, dd.DeviceError) as e:
+        return run.fail(str(e), EXIT_REFUSED)
     except WriteError as e:  # no traceback: say what happened and what is left
-        msg = f"{e}; {e.run.kept()}. Free some disk space (or make the folder writable), then resume the run."
-        print(f"error: {msg}", file=sys.stderr)
-        with suppress(WriteError):  # a small file may still fit
-            e.run.status("failed", msg)
-        return EXIT_WRITE_FAILED
+        return run.fail(f"{e}; {run.kept()}. Free some disk space (or make the folder writable), then resume the run.",
+                        EXIT_WRITE_FAILED)
+    except Exception as e:  # a bug: its traceback for the report, and never a run left "running"
+        traceback.print_exc()
+        return run.fail(f"the trainer crashed ({type(e).__name__}: {e}); {run.kept()}. This is a bug: please report "
+                        "it with the traceback above.", EXIT_CRASHED)
     finally:
         dd.teardown()
 
 
-def train(args: argparse.Namespace, device: torch.device, rank: int, world: int) -> int:
-    stopper = Stopper()
-    if args.epochs < 1:
-        raise SystemExit("error: --epochs must be at least 1")
-    run_dir = args.run_dir or Path("checkpoints/runs") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run = RunFolder(run_dir, writer=rank == 0)
-    torch.manual_seed(args.seed)
+def load_data(name: str, limit_train: int | None, limit_test: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training, test) examples; RunError if the data set cannot be read."""
+    try:
+        return load_dataset(name, "train")[:limit_train], load_dataset(name, "test")[:limit_test]
+    except MNISTUnavailable as e:
+        raise RunError(str(e)) from e
 
+
+def check_fit(config: FlowConfig, data_name: str, train_x: torch.Tensor) -> None:
+    """RunError unless the model takes the data set's examples: shape, and 8-bit pixels for the logit."""
+    if tuple(config.shape) != tuple(train_x.shape[1:]):
+        raise RunError(f"the model takes examples of shape {tuple(config.shape)}, but {data_name}'s have shape "
+                       f"{tuple(train_x.shape[1:])}: do not --set shape.")
+    if config.preprocess != (train_x.dtype == torch.uint8):
+        raise RunError(f"preprocess={config.preprocess} does not suit {data_name}: it must be true for MNIST's "
+                       "8-bit pixels and false for the 2-D toy sets, so do not --set preprocess.")
+
+
+def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: torch.device, rank: int,
+          world: int) -> int:
+    torch.manual_seed(args.seed)
     if args.resume:  # the checkpoint fixes the architecture, preset and data set
+        if args.run_dir is None:
+            raise RunError("--resume needs --run-dir, the folder of the run to continue")
         try:
             model = load_checkpoint(run.checkpoint, device)
         except CheckpointError as e:
-            raise SystemExit(f"error: cannot resume: {e}") from e
+            raise RunError(f"cannot resume: {e}. Start a new run instead.") from e
         meta = model.metadata
         config, start_epoch, step = model.config, meta["epoch"], meta["step"]
         preset, data_name, elapsed_before = meta["preset"], meta["data"], meta.get("train_seconds", 0.0)
         if start_epoch >= args.epochs:
-            raise SystemExit(f"error: the run has already trained {start_epoch} epochs; pass --epochs above that")
+            raise RunError(f"the run has already trained {start_epoch} epochs; pass --epochs above that")
     else:
         preset = args.preset
         data_name = args.data or ("mnist" if preset in IMAGE_PRESETS else "moons")
         if not fits_data(preset, data_name):
-            raise SystemExit(f"error: preset {preset} does not fit data set {data_name}")
-        config = build_model(preset, **parse_overrides(args.overrides)).config
+            raise RunError(f"preset {preset} does not fit data set {data_name}")
+        try:
+            config = build_model(preset, **dict(args.overrides)).config
+        except ValueError as e:
+            raise RunError(f"the model cannot be built: {e}") from e
         model = build_model(config).to(device)
         start_epoch, step, elapsed_before = 0, 0, 0.0
     previous = model.metadata if args.resume else {}
     batch_size = args.batch_size or previous.get("batch_size", config.batch_size)
     lr = args.lr if args.lr is not None else previous.get("lr", config.lr)
-    if lr <= 0 or batch_size < 1:
-        raise SystemExit("error: --lr must be positive and --batch-size at least 1")
 
-    train_x = load_dataset(data_name, "train")[: args.limit_train]
-    test_x = load_dataset(data_name, "test")[: args.limit_test]
+    train_x, test_x = load_data(data_name, args.limit_train, args.limit_test)
+    check_fit(config, data_name, train_x)
+    per_process = math.ceil(len(train_x) / world)  # DistributedSampler pads every rank's share to this
+    if problem := batch_problem(batch_size, per_process):
+        raise RunError(problem if world == 1 else f"per process (each of {world} trains on {per_process}): {problem}")
     if not args.resume:  # ActNorm's data-dependent initialisation, before DDP copies rank 0's weights
         model.train()
-        with torch.no_grad():
-            model.bits_per_dim(train_x[:512].to(device)) if config.preprocess else model(train_x[:512].to(device))
+        try:
+            with torch.no_grad():
+                model.bits_per_dim(train_x[:512].to(device)) if config.preprocess else model(train_x[:512].to(device))
+        except (ValueError, TypeError) as e:  # the model's own check of its input
+            raise RunError(f"the training examples do not suit the model: {e}") from e
+        if problem := model_problem(model.state_dict().values()):
+            raise RunError(f"ActNorm's initialisation from the first training examples left {problem}: "
+                           "the data contains NaN or infinity.")
 
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=args.weight_decay, foreach=True)
     if args.resume and run.state.exists():
@@ -224,6 +298,10 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
     steps_per_epoch = len(loader)
     total_steps = min(args.max_steps or 10**12, steps_per_epoch * args.epochs)
 
+    if dd.all_sum([float(stopper.requested)], device)[0]:  # asked to stop while it was starting
+        run.status("stopped", f"stopped before step {step + 1}; {run.kept()}", epoch=start_epoch, step=step,
+                   epochs=args.epochs, test_bpd=previous.get("test_bpd"), world_size=world)
+        return 0
     run.status("running", epoch=start_epoch, step=step, epochs=args.epochs, world_size=world)
     meta = {"preset": preset, "data": data_name, "epochs_planned": args.epochs, "batch_size": batch_size,
             "lr": lr, "world_size": world, "device": str(device), "hardware": dd.describe(device)}
@@ -236,6 +314,16 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         run.save(model, optimizer, {**meta, "epoch": epoch, "step": step, "test_bpd": test_bpd,
                                     "train_seconds": round(elapsed(), 1)})
 
+    def diverged(what: str, epoch: int) -> int:
+        if step == first_step:  # no update in this process yet: the learning rate played no part
+            raise RunError(f"{what} before any update, so the learning rate is not the cause: the training data "
+                           "contains NaN or infinity, or values the model cannot take.")
+        msg = f"training diverged at step {step} ({what}); {run.kept()}. Try a lower learning rate than {lr:g}."
+        print(f"error: {msg}", file=sys.stderr)
+        run.status("diverged", msg, epoch=epoch, step=step)
+        return EXIT_DIVERGED
+
+    first_step = step
     last_test_bpd, ended, completed = None, "finished", start_epoch
     clock = elapsed_before  # training seconds as all ranks agree on them (their mean, updated every step)
     for epoch in range(start_epoch, args.epochs):
@@ -268,11 +356,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
                 [loss.item() * len(batch), len(batch), float(stopper.requested), elapsed()], device)
             clock /= world  # one clock for every rank: the same learning rate and the same time to stop
             if not math.isfinite(loss_sum):
-                msg = (f"training diverged at step {step} (the loss became {loss_sum / n_sum}); {run.kept()}. "
-                       f"Try a lower learning rate than {lr:g}.")
-                print(f"error: {msg}", file=sys.stderr)
-                run.status("diverged", msg, epoch=epoch, step=step)
-                return EXIT_DIVERGED
+                return diverged(f"the loss became {loss_sum / n_sum}", epoch)
             optimizer.step()
             step, batches = step + 1, batches + 1
             window_bpd, window_n, epoch_images = window_bpd + loss_sum, window_n + int(n_sum), epoch_images + int(n_sum)
@@ -290,8 +374,13 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
                 break
         bar.close()
         train_time = time.time() - epoch_t
-        total, n = dd.all_sum(list(evaluate_bpd(model, test_x, seed=args.seed, rank=rank, world=world)), device)
+        total, n, stop_votes = dd.all_sum(
+            [*evaluate_bpd(model, test_x, seed=args.seed, rank=rank, world=world), float(stopper.requested)], device)
         last_test_bpd = total / n
+        if problem := model_problem(model.state_dict().values(), last_test_bpd):  # never saved as a good checkpoint
+            return diverged(f"the model's {problem}", epoch)
+        if stop_votes and step < total_steps:
+            ended = "stopped"
         run.log({"kind": "epoch", "step": step, "epoch": epoch + batches / steps_per_epoch, "train_bpd": None,
                  "test_bpd": last_test_bpd, "images_per_s": epoch_images / train_time, "wall_time": round(elapsed(), 2)})
         run.save_samples(model, epoch + 1)
@@ -300,7 +389,7 @@ def train(args: argparse.Namespace, device: torch.device, rank: int, world: int)
         dd.barrier()
         if rank == 0:
             tqdm.write(json.dumps({"epoch": epoch + 1, "step": step, "test_bpd": round(last_test_bpd, 4)}))
-        if batches < steps_per_epoch or step >= total_steps:
+        if batches < steps_per_epoch or step >= total_steps or ended == "stopped":
             break
     run.status(ended, f"{ended} after {step} steps; test bits/dim {last_test_bpd:.4f}", epoch=completed,
                epochs=args.epochs, step=step, test_bpd=last_test_bpd, world_size=world)

@@ -14,6 +14,7 @@ from flow import jobs
 from flow.checkpoint import save_checkpoint
 from flow.data import load_dataset
 from flow.model import build_model
+from flow.train import EXIT_REFUSED
 
 
 def tiny(name: str, epochs: int = 1000, **kw) -> jobs.RunSpec:
@@ -105,8 +106,9 @@ def test_a_crashing_run_is_reported_as_failed_with_its_log(runs_root):
                     epoch=1, step=8)
     run = jobs.resume("broken", 3)
     failed = wait_for(lambda: (r := jobs.read_run(run.path)).state == "failed" and r, "state failed", 60)
-    assert failed.job["returncode"] == 1 and "crashed" in failed.message
+    assert failed.job["returncode"] == EXIT_REFUSED and "refused" in failed.message
     assert "cannot resume" in failed.log_tail() and "NaN" in failed.log_tail()
+    assert "Traceback" not in failed.log_tail(100)
 
 
 def test_a_process_gone_without_a_final_status_is_vanished_not_running(runs_root):
