@@ -82,7 +82,9 @@ the digit appears as the blocks are undone.""",
     "actnorm": r"ActNorm undone: $x = y\,e^{\log\sigma_c} + \mu_c$ for each channel $c$.",
     "squeeze": "Unsqueeze: each 1×1×4C patch goes back to a 2×2×C one. No value changes.",
     "factor-out": "The factored-out $z_i$ rejoins the flow: the tensor gets those channels back.",
-    "preprocess": r"The logit undone: the picture $u = (\sigma(y) - \alpha)/(1-2\alpha)$, in $[0, 1]$.",
+    "preprocess": r"""The logit undone, which gives the picture:
+
+$$u = \frac{\sigma(y) - \alpha}{1 - 2\alpha} \in [0, 1].$$""",
 }
 TRACE_MODES = ("with dequantization noise, as trained", "without dequantization noise (bin centres)")
 

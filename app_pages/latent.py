@@ -19,7 +19,7 @@ chosen = current_model(images_only=True)
 if chosen is None:
     st.stop()
 model, entry = chosen
-about, seed_box = st.columns([3, 1], vertical_alignment="bottom")
+about, seed_box = st.columns([2, 1], vertical_alignment="bottom")
 seed = noise_seed_input("latent_noise_seed", seed_box)
 about.caption(f"**Bits/dim of a frame**: the frame as an 8-bit image, dequantized with one uniform noise draw "
               f"(seed {seed}), on the [0, 256) pixel scale: `Flow.bits_per_dim`, the number the Layer Explorer "

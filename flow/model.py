@@ -264,6 +264,11 @@ class Flow(nn.Module):
         return [p.reshape(z.shape[0], *s) for p, s in zip(z.split(sizes, dim=1), self.latent_shapes)]
 
     def _run_inverse(self, z: Tensor, keep_trace: bool) -> tuple[Tensor, list[TraceStep]]:
+        if not isinstance(z, Tensor) or not z.is_floating_point() or z.dim() != 2 or z.shape[1] != self.dim:
+            shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+            raise ValueError(f"expected flat latents: floats of shape (B, {self.dim}), got {shape}")
+        if not torch.isfinite(z).all():
+            raise ValueError("the latents contain NaN or infinite values")
         *zs, h = self.split_latent(z.to(self.device))
         trace: list[TraceStep] = []
         if keep_trace:

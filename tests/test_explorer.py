@@ -196,15 +196,19 @@ def heading(at: AppTest) -> str:
 def test_page_renders_for_mnist_models_and_the_slider_moves_the_block(path):
     at = open_page(path)
     assert heading(at).startswith("#### 0. input")
-    assert len(chart(at, "block_maps")["data"]) == 1  # the input alone
+    shown = chart(at, "block_maps")
+    assert len(shown["data"]) == 1 and shown["data"][0]["coloraxis"] == "coloraxis4"  # the input alone ...
+    assert shown["layout"]["coloraxis4"]["colorscale"][0][1].replace(" ", "") == "rgb(0,0,0)"  # ... on a grey scale, 0 black
+    at.slider(key="block").set_value(1).run()  # the logit: pixels in, signed logits out
+    assert [d["coloraxis"] for d in chart(at, "block_maps")["data"]] == ["coloraxis4", "coloraxis", "coloraxis"]
     at.slider(key="block").set_value(3).run()
     assert not at.exception
     names = load_checkpoint(path).names
     assert heading(at).startswith(f"#### 3. {names[1]}")  # entries: input, logit, then the blocks
     shown = chart(at, "block_maps")
     titles = [a["text"] for a in shown["layout"]["annotations"]]
-    assert "coupling" in names[1] and titles == [
-        "input", "output", "change = output − input", "mask b (white: kept)", "scale s", "shift t"]
+    assert "coupling" in names[1] and titles == ["input", "output", "output − input", "mask b", "scale s", "shift t"]
+    assert shown["layout"]["coloraxis"]["colorscale"][0][1].replace(" ", "") == "rgb(5,48,97)"  # signed values: red/blue
     at.slider(key="block").set_value(len(names) + 1).run()  # the last block
     assert heading(at).startswith(f"#### {len(names) + 1}. {names[-1]}")
 
@@ -223,6 +227,13 @@ def test_the_decomposition_on_screen_is_the_models_log_prob(digit):
     assert terms[-1] == pytest.approx(prior_log_prob(z).item(), rel=1e-4)  # the last term is log N(z)
     colours = waterfall["data"][0]["marker"]["color"]
     assert colours[4] == "#f5a800" and colours.count("#f5a800") == 1  # block 5 = the 5th term, highlighted
+    legend = {d["name"]: d["marker"]["color"] for d in waterfall["data"][2:]}  # the colours' key
+    assert legend == {"raises log p (shorter code)": "#2a9d8f", "lowers log p (longer code)": "#e76f51",
+                      "this block": "#f5a800", "total": "#555555"}
+    ks = chart(at, "ks")
+    line = ks["layout"]["shapes"][0]
+    assert line["y0"] == line["y1"] == pytest.approx(explore.ks_noise_level(784)) == pytest.approx(0.0486, abs=1e-4)
+    assert f"within sampling noise" in next(m.value for m in at.markdown if "How Gaussian" in m.value)
 
 
 def test_squeeze_and_factor_out_show_where_the_dimensions_went():

@@ -106,3 +106,43 @@ def test_unknown_preset_and_fields_are_refused():
         build_model("glow")
     with pytest.raises(ValueError, match="unknown config field"):
         build_model("realnvp", depth=3)
+
+
+def test_integer_pixels_of_any_dtype_are_8_bit_images_and_anything_else_is_refused_by_name():
+    model = randomize(build_model(SMALL_MULTISCALE), 0.05).eval()
+    x = torch.randint(0, 256, (2, 1, 8, 8), dtype=torch.uint8)
+    for dtype in (torch.int64, torch.int32, torch.int16):
+        assert torch.equal(model.log_prob(x.to(dtype)), model.log_prob(x))
+        assert torch.equal(model.bits_per_dim(x.to(dtype), seed=1), model.bits_per_dim(x, seed=1))
+    assert torch.equal(model.encode(x[:, 0].long()), model.encode(x))  # (B, H, W) greyscale
+    calls = {"log_prob": model.log_prob, "encode": model.encode, "trace": model.trace,
+             "bits_per_dim": model.bits_per_dim, "forward": model}
+    for name, call in calls.items():
+        with pytest.raises(ValueError, match=r"dequantized to \[0, 1\].*integer tensor"):
+            call(x.float())  # pixel values 0..255 as floats: the old silent NaN
+        with pytest.raises(ValueError, match=r"dequantized to \[0, 1\]"):
+            call(torch.full((1, 1, 8, 8), -0.1))
+        with pytest.raises(ValueError, match="NaN"):
+            call(torch.full((1, 1, 8, 8), float("nan")))
+        with pytest.raises(ValueError, match=r"0\.\.255"):
+            call(torch.full((1, 1, 8, 8), 256, dtype=torch.int64))
+        with pytest.raises(ValueError, match=r"batch of shape \(B, 1, 8, 8\)"):
+            call(torch.zeros(1, 1, 28, 28, dtype=torch.uint8))
+        with pytest.raises(TypeError, match="integer dtype"):
+            call(torch.zeros(1, 1, 8, 8, dtype=torch.bool))
+        with pytest.raises(TypeError, match="torch.Tensor"):
+            call(x.numpy())
+    with pytest.raises(TypeError, match="already dequantized"):
+        model.bits_per_dim(torch.rand(1, 1, 8, 8))
+    toy = build_model("toy-2d").eval()
+    assert torch.isfinite(toy.log_prob(torch.randn(3, 2))).all()
+    with pytest.raises(ValueError, match="NaN"):
+        toy.log_prob(torch.tensor([[0.0, float("inf")]]))
+    with pytest.raises(TypeError, match="floats"):
+        toy.log_prob(torch.zeros(3, 2, dtype=torch.int64))
+    with pytest.raises(ValueError, match="temperature"):
+        model.latents(2, -1.0)
+    with pytest.raises(ValueError, match=r"flat latents: floats of shape \(B, 64\)"):
+        model.decode(torch.zeros(2, 1, 8, 8))
+    with pytest.raises(ValueError, match="NaN"):
+        model.decode(torch.full((1, 64), float("nan")))

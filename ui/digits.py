@@ -41,8 +41,8 @@ def _test_digit(key: str) -> tuple[Tensor, str]:
     digit_class = c1.selectbox("Class", ["any", *map(str, range(10))], key=f"{key}_class", on_change=reset_index)
     indices = _test_indices(digit_class)
     i = c2.number_input(f"Index (of {len(indices)})", 0, len(indices) - 1, key=f"{key}_index", step=1)
-    c3.button("Random", icon=":material/casino:", key=f"{key}_random", on_click=pick_random,
-              help="A random test digit of this class")
+    c3.button("", icon=":material/casino:", key=f"{key}_random", on_click=pick_random,
+              help="A random test digit of this class")  # icon only: the label would not fit two pickers abreast
     images, labels = load_mnist("test")
     n = int(indices[i])
     return images[n].view(1, 1, 28, 28).clone(), f"MNIST test image #{n} (a {int(labels[n])})"

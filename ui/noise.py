@@ -23,7 +23,7 @@ def noise_seed_input(key: str, container=st) -> int:
     def draw_new() -> None:
         st.session_state[SHARED] = random.randrange(LIMIT)
 
-    left, right = container.columns([3, 2], vertical_alignment="bottom")
+    left, right = container.columns(2, vertical_alignment="bottom")
     left.number_input("Noise seed", 0, LIMIT - 1, key=key, step=1, on_change=typed,
                       help="Seed of the uniform dequantization noise n ~ U[0, 1)^784 added to the 8-bit pixels. "
                            "The same digit and seed give the same bits/dim on every page and in "
