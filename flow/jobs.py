@@ -516,14 +516,15 @@ class Progress:
     epochs: int  # planned
     fraction: float
     step: int
-    images_per_s: float | None
+    images_per_s: float | None  # examples per second: digits, or points of a 2-D set
     eta_s: float | None  # at the pace so far (training time per epoch, evaluations included)
+    unit: str = "images"  # what an example is: "images" (MNIST) or "points" (the 2-D sets)
 
     @property
     def text(self) -> str:
         parts = [f"epoch {self.epoch:.2f} / {self.epochs}", f"step {self.step}"]
         if self.images_per_s:
-            parts.append(f"{self.images_per_s:,.0f} images/s")
+            parts.append(f"{self.images_per_s:,.0f} {self.unit}/s")
         if self.eta_s is not None:
             parts.append(f"about {format_duration(self.eta_s)} left")
         return " · ".join(parts)
@@ -539,7 +540,8 @@ def progress(run: Run, metrics: pd.DataFrame) -> Progress | None:
     epoch, wall = float(last.epoch), float(last.wall_time)
     eta = max(0.0, (run.epochs - epoch) * wall / epoch) if epoch > 0 and run.active else None
     return Progress(epoch=epoch, epochs=run.epochs, fraction=min(1.0, max(0.0, epoch / run.epochs)),
-                    step=int(last.step), images_per_s=speed, eta_s=eta)
+                    step=int(last.step), images_per_s=speed, eta_s=eta,
+                    unit="images" if run.data == "mnist" else "points")
 
 
 def format_duration(seconds: float) -> str:

@@ -187,7 +187,9 @@ def test_metrics_progress_eta_and_units(tmp_path):
     p = jobs.progress(run, metrics)
     assert (p.epoch, p.fraction, p.step, p.images_per_s) == (1.0, 0.25, 20, 100.0)
     assert p.eta_s == pytest.approx(180.0)  # 3 epochs left at 60 s an epoch
-    assert "epoch 1.00 / 4" in p.text and "3 min 00 s left" in p.text
+    assert "epoch 1.00 / 4" in p.text and "3 min 00 s left" in p.text and "100 images/s" in p.text
+    toy = jobs.progress(jobs.Run(name="t", path=tmp_path, state="running", epochs=4, data="moons"), metrics)
+    assert "100 points/s" in toy.text  # a 2-D run trains on points, not images
     assert jobs.bpd_to_nats(1.0, "mnist") == pytest.approx(784 * math.log(2))
     assert jobs.bpd_to_nats(1.0, "moons") == pytest.approx(2 * math.log(2))
     assert jobs.progress(run, jobs.read_metrics(tmp_path / "none")) is None
