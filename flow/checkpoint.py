@@ -5,7 +5,6 @@ Loading never unpickles anything, so a checkpoint cannot execute code. Writes ar
 """
 from __future__ import annotations
 
-import glob
 import json
 import math
 import os
@@ -19,6 +18,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
+from flow.files import atomic_write  # noqa: F401 (also imported from here)
 from flow.model import Flow, FlowConfig
 
 FORMAT = "realnvp-explorer/1"
@@ -41,40 +41,6 @@ def library_versions() -> dict[str, str]:
     import safetensors
 
     return {"python": platform.python_version(), "torch": torch.__version__, "safetensors": safetensors.__version__}
-
-
-def atomic_write(path: Path, write: Any) -> None:
-    """Call write(tmp_path), fsync, then rename over path: readers see the old file or the new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _remove_stale_temporaries(path)
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Delete `.<name>.<pid>.tmp` files left by writers of `path` that died mid-write (SIGKILL, power cut)."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2:-len(".tmp")]
-        if pid.isdigit() and int(pid) != os.getpid() and not _pid_exists(int(pid)):
-            tmp.unlink(missing_ok=True)
-
-
-def _pid_exists(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    return True
 
 
 def save_checkpoint(model: Flow, path: str | os.PathLike, **metadata: Any) -> None:
