@@ -4,8 +4,9 @@ import hashlib
 import numpy as np
 import streamlit as st
 
-from flow import explore, explore_plots as plots, jobs
-from flow.catalog import list_models
+from app import explore_plots as plots, jobs
+from app.catalog import list_models
+from flow import explore
 from flow.data import TOY_SETS, make_toy
 from ui.digits import digit_input
 from ui.noise import noise_seed_input

@@ -1,7 +1,7 @@
 """Home: what Real NVP is, in three formulas, and where each page takes you."""
 import streamlit as st
 
-from flow import jobs
+from app import jobs
 
 st.title("🌀 Real NVP Explorer")
 st.markdown("A **normalizing flow** learns an invertible map $f$ that turns data $x$ (here MNIST digits or 2-D "

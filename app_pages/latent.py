@@ -5,6 +5,7 @@ import plotly.express as px
 import streamlit as st
 import torch
 
+from app import latent_plots
 from flow import latent
 from ui.digits import digit_input
 from ui.noise import noise_seed_input
@@ -82,16 +83,16 @@ def interpolation() -> None:
     frames, bits = latent.decode_with_bits(model, latent.interpolate(model, z[0], z[1], n, method, part), seed)
     t = torch.linspace(0, 1, n)
     labels = [f"frame {i} · t = {t[i]:.2f} · {bits[i]:.3f} bits/dim" for i in range(n)]
-    st.plotly_chart(latent.grid_figure(frames, n, labels), key="strip", config={"displayModeBar": False})
+    st.plotly_chart(latent_plots.grid_figure(frames, n, labels), key="strip", config={"displayModeBar": False})
     anim, chart = st.columns([1, 3])
-    gif = latent.gif_of(frames)
+    gif = latent_plots.gif_of(frames)
     anim.image(gif, caption="The path, back and forth")
     fig = px.line(x=t, y=bits, markers=True, labels={"x": "t (0 = first digit, 1 = second)", "y": "bits/dim"},
                   title="Bits/dim of each decoded frame: higher means less like the digits the model learned")
     if entry.test_bpd is not None:
         fig.add_hline(entry.test_bpd, line_dash="dot", annotation_text=f"test-set average {entry.test_bpd:.2f}")
     chart.plotly_chart(fig, key="bits_chart")
-    downloads(("Strip (PNG)", latent.png_of(frames, n), "interpolation.png", "image/png"),
+    downloads(("Strip (PNG)", latent_plots.png_of(frames, n), "interpolation.png", "image/png"),
               ("Animation (GIF)", gif, "interpolation.gif", "image/gif"))
 
 
@@ -121,8 +122,8 @@ def manifold() -> None:
     angles = (latent.manifold_angles(n, full_turn) / math.pi).tolist()
     labels = [f"a = {angles[i // n]:.2f}π · b = {angles[i % n]:.2f}π · {bits[i]:.3f} bits/dim"
               for i in range(n * n)]
-    st.plotly_chart(latent.grid_figure(frames, n, labels), key="manifold_grid", config={"displayModeBar": False})
-    downloads(("Manifold (PNG)", latent.png_of(frames, n), "manifold.png", "image/png"))
+    st.plotly_chart(latent_plots.grid_figure(frames, n, labels), key="manifold_grid", config={"displayModeBar": False})
+    downloads(("Manifold (PNG)", latent_plots.png_of(frames, n), "manifold.png", "image/png"))
 
 
 @st.fragment
@@ -135,12 +136,12 @@ def samples() -> None:
     n = c3.select_slider("Samples", [16, 36, 64], 64, key="n_samples")
     frames, bits = latent.decode_with_bits(model, model.latents(n, temperature, int(sample_seed)), seed)
     labels = [f"sample {i} · {b:.3f} bits/dim" for i, b in enumerate(bits.tolist())]
-    st.plotly_chart(latent.grid_figure(frames, math.isqrt(n), labels), key="samples_grid",
+    st.plotly_chart(latent_plots.grid_figure(frames, math.isqrt(n), labels), key="samples_grid",
                     config={"displayModeBar": False})
     test = f"; the test set averages {entry.test_bpd:.3f}" if entry.test_bpd is not None else ""
     st.caption(f"Mean {bits.mean():.3f} bits/dim (hover a sample for its own){test}.")
-    downloads(("Samples (PNG)", latent.png_of(frames, math.isqrt(n)), f"samples-T{temperature:.2f}-seed{sample_seed}.png",
-               "image/png"))
+    downloads(("Samples (PNG)", latent_plots.png_of(frames, math.isqrt(n)),
+               f"samples-T{temperature:.2f}-seed{sample_seed}.png", "image/png"))
 
 
 tab_walk, tab_manifold, tab_samples = st.tabs(["Interpolate", "Manifold", "Sample"])

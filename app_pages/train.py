@@ -1,8 +1,8 @@
 """Train: launch Real NVP trainings as background processes and watch them learn."""
 import streamlit as st
 
-from flow import jobs
-from ui.charts import UNITS
+from app import jobs
+from app.train_plots import UNITS
 from ui.training import live_view, new_run_form, pick_run, run_actions, runs_overview
 
 st.title("🏋️ Train")

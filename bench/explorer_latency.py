@@ -16,19 +16,18 @@ import json
 import os
 import random
 import statistics
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from streamlit.testing.v1 import AppTest
 
-from streamlit.testing.v1 import AppTest  # noqa: E402
-
-from flow import explore, explore_plots as plots  # noqa: E402
-from flow.catalog import ROOT, find_checkpoint  # noqa: E402
-from flow.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
-from flow.data import load_mnist  # noqa: E402
-from flow.model import Flow, build_model  # noqa: E402
+from app import explore_plots as plots
+from app.catalog import find_checkpoint
+from flow import explore
+from flow.checkpoint import load_checkpoint, save_checkpoint
+from flow.data import load_mnist
+from flow.files import ROOT
+from flow.model import Flow, build_model
 
 TARGET_MS = 150.0
 

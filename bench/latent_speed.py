@@ -12,19 +12,16 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from flow import latent  # noqa: E402
-from flow.catalog import find_checkpoint  # noqa: E402
-from flow.checkpoint import load_checkpoint  # noqa: E402
-from flow.data import load_mnist  # noqa: E402
-from flow.model import build_model  # noqa: E402
+from app import latent_plots
+from app.catalog import find_checkpoint
+from flow import latent
+from flow.checkpoint import load_checkpoint
+from flow.data import load_mnist
+from flow.model import build_model
 
 
 def timed(fn, repeats: int) -> dict[str, float]:
@@ -54,17 +51,17 @@ def main() -> None:
 
     def interpolation_pictures() -> None:
         frames, bits = interpolation()
-        latent.grid_figure(frames, 16, [f"{b:.3f}" for b in bits.tolist()])
-        latent.png_of(frames, 16)
-        latent.gif_of(frames)
+        latent_plots.grid_figure(frames, 16, [f"{b:.3f}" for b in bits.tolist()])
+        latent_plots.png_of(frames, 16)
+        latent_plots.gif_of(frames)
 
     def samples() -> tuple[torch.Tensor, torch.Tensor]:
         return latent.decode_with_bits(model, model.latents(64, 0.7, seed=0))
 
     def samples_pictures() -> None:
         frames, bits = samples()
-        latent.grid_figure(frames, 8, [f"{b:.3f}" for b in bits.tolist()])
-        latent.png_of(frames, 8)
+        latent_plots.grid_figure(frames, 8, [f"{b:.3f}" for b in bits.tolist()])
+        latent_plots.png_of(frames, 8)
 
     result = {
         "model": source,

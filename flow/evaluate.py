@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     # imported here: flow.train imports this module
     from flow.data import MNISTUnavailable
     from flow.distributed import DeviceError, pick_device
-    from flow.train import EXIT_REFUSED, bounded
+    from flow.run_protocol import EXIT_REFUSED
+    from flow.train import bounded
 
     p = argparse.ArgumentParser(prog="python -m flow.evaluate", description=__doc__)
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint")

@@ -1,24 +1,18 @@
 """Walking the latent space of a trained flow: interpolation between encoded digits (all latents,
 or only the coarse or only the fine ones of a multi-scale model), the latent manifold of the Real
-NVP paper (Sec. 4.2), samples at a temperature, the bits/dim of every decoded frame, and exports.
+NVP paper (Sec. 4.2), samples at a temperature and the bits/dim of every decoded frame (pictures and
+exports of the frames: app/latent_plots.py).
 
 Latents are flat (B, D) tensors as returned by `Flow.encode`; frames are images in [0, 1].
 """
 from __future__ import annotations
 
-import io
 import math
-from collections.abc import Sequence
 
-import numpy as np
-import plotly.express as px
-import plotly.graph_objects as go
 import torch
-from PIL import Image
 from torch import Tensor
 
 from flow.model import Flow
-from flow.viz import image_grid, png_bytes
 
 METHODS = ("slerp", "linear")
 PARTS = {  # what moves, as the page's captions say it
@@ -26,7 +20,6 @@ PARTS = {  # what moves, as the page's captions say it
     "coarse": "final latent: global shape",
     "fine": "factored-out latents: local detail",
 }
-PAD = 2  # make_grid's padding in image_grid
 
 
 def lerp(z0: Tensor, z1: Tensor, t: Tensor) -> Tensor:
@@ -142,39 +135,3 @@ def encode_digits(model: Flow, digits: Tensor) -> Tensor:
     cleaner. Their codes are shorter than typical Gaussian draws (|z| / sqrt(D) = 0.48 against 1.00):
     the bin centre is where the model's density peaks, not a typical point of its bin."""
     return model.encode(digits).cpu()
-
-
-def grid_figure(frames: Tensor, nrow: int, labels: Sequence[str]) -> go.Figure:
-    """A grid of frames as one plotly picture; hovering a frame shows its label (e.g. bits/dim).
-    An invisible marker sits on each frame's centre and the nearest one answers the hover."""
-    n, _, h, w = frames.shape
-    grid = np.asarray(image_grid(frames, nrow=nrow))
-    fig = px.imshow(grid, binary_string=True)
-    fig.update_traces(hoverinfo="skip", hovertemplate=None)
-    idx = np.arange(n)
-    fig.add_trace(go.Scatter(
-        x=PAD + (idx % nrow) * (w + PAD) + (w - 1) / 2, y=PAD + (idx // nrow) * (h + PAD) + (h - 1) / 2,
-        mode="markers", marker={"opacity": 0, "size": 1}, hovertext=list(labels), hoverinfo="text",
-        showlegend=False))
-    gh, gw = grid.shape
-    fig.update_layout(hoverdistance=-1, height=min(720, max(120, 900 * gh // gw)),
-                      margin={"l": 0, "r": 0, "t": 0, "b": 0})
-    fig.update_xaxes(visible=False)
-    fig.update_yaxes(visible=False)
-    return fig
-
-
-def png_of(frames: Tensor, nrow: int, scale: int = 4) -> bytes:
-    """A grid or strip of frames as PNG bytes, pixels enlarged `scale` times."""
-    return png_bytes(image_grid(frames, nrow=nrow, scale=scale))
-
-
-def gif_of(frames: Tensor, ms_per_frame: int = 120, scale: int = 6, boomerang: bool = True) -> bytes:
-    """An animated GIF of the frames (looping; with boomerang it plays back and forth)."""
-    arr = (frames.detach().cpu().clamp(0, 1)[:, 0].numpy() * 255).round().astype(np.uint8)
-    order = list(range(len(arr))) + (list(range(len(arr) - 2, 0, -1)) if boomerang else [])
-    h, w = arr.shape[1:]
-    images = [Image.fromarray(arr[i]).resize((w * scale, h * scale), Image.NEAREST) for i in order]
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
-    return buf.getvalue()

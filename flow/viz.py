@@ -1,7 +1,6 @@
-"""Turning model outputs into pictures: image grids for MNIST, scatter images for 2-D points."""
+"""The trainer's sample pictures: image grids for MNIST, scatter images for 2-D points (the app's figures
+are in app/)."""
 from __future__ import annotations
-
-import io
 
 import numpy as np
 import torch
@@ -9,10 +8,12 @@ from PIL import Image
 from torch import Tensor
 from torchvision.utils import make_grid
 
+PAD = 2  # pixels between the images of a grid
+
 
 def image_grid(images: Tensor, nrow: int = 8, scale: int = 1) -> Image.Image:
     """(N, 1, H, W) floats in [0, 1] -> one PIL grid image, upscaled by `scale` (nearest)."""
-    grid = make_grid(images.detach().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=0.5)
+    grid = make_grid(images.detach().cpu().clamp(0, 1), nrow=nrow, padding=PAD, pad_value=0.5)
     arr = (grid[0].numpy() * 255).round().astype(np.uint8)
     img = Image.fromarray(arr, mode="L")
     return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
@@ -32,9 +33,3 @@ def samples_picture(model, n: int = 64, temperature: float = 1.0, seed: int = 0)
         if len(model.config.shape) == 1:
             return scatter_image(model.sample(max(n, 4000), temperature, seed))
         return image_grid(model.sample(n, temperature, seed), nrow=int(np.ceil(np.sqrt(n))))
-
-
-def png_bytes(img: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    img.save(buf, format="PNG")
-    return buf.getvalue()

@@ -1,5 +1,12 @@
+"""Fixtures for every test. Plain helpers live in tests/helpers.py and tests/app_helpers.py: test modules
+import those, never one another."""
+import os
+import signal
+
 import pytest
 import torch
+
+from tests.helpers import randomize  # noqa: F401  (old import path, until every module imports tests.helpers)
 
 
 @pytest.fixture(autouse=True)
@@ -7,22 +14,11 @@ def _seed():
     torch.manual_seed(0)
 
 
-def randomize(module: torch.nn.Module, std: float = 0.2) -> torch.nn.Module:
-    """Fresh models start as the identity (zero heads); give every parameter random values."""
-    with torch.no_grad():
-        for p in module.parameters():
-            p.normal_(0.0, std)
-    return module
-
-
 @pytest.fixture
 def runs_root(tmp_path, monkeypatch):
-    """A training-runs root of its own (flow.jobs, the catalog and the Train page all read it); any run
+    """A training-runs root of its own (app.jobs, the catalog and the Train page all read it); any run
     still training afterwards is killed."""
-    import os
-    import signal
-
-    from flow import jobs
+    from app import jobs
 
     monkeypatch.setenv(jobs.RUNS_ENV, str(tmp_path))
     monkeypatch.delenv(jobs.MAX_RUNS_ENV, raising=False)

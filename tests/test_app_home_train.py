@@ -3,41 +3,12 @@ import json
 import os
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
-from flow import jobs
+from app import jobs
 from flow.checkpoint import save_checkpoint
 from flow.model import build_model
-
-APP = str(Path(__file__).resolve().parent.parent / "streamlit_app.py")
-LAUNCH = "FormSubmitter:new_run-Launch"
-
-
-def app(page: str | None = None, **query: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=60)
-    at.query_params.update(query)
-    at.run()
-    if page:
-        at.switch_page(page).run()
-    assert not at.exception, at.exception
-    return at
-
-
-def fill(at: AppTest, **values) -> AppTest:
-    """Fill in the New-run form (widget keys f_<field>) and press Launch."""
-    for key, value in values.items():
-        widget = next(w for w in (at.selectbox, at.number_input, at.text_input)
-                      for w in w if w.key == f"f_{key}")
-        widget.set_value(value)
-    return at.button(key=LAUNCH).click().run()
-
-
-def texts(elements) -> str:
-    return "\n".join(str(e.value) for e in elements)
-
+from tests.app_helpers import app, fill, texts
 
 def finished_run(root, name: str) -> None:
     """A run folder as a finished command-line training leaves it."""

@@ -8,8 +8,7 @@ from safetensors.torch import save_file
 
 from flow.checkpoint import CheckpointError, load_checkpoint, read_header, save_checkpoint
 from flow.model import build_model
-from tests.conftest import randomize
-from tests.test_model import SMALL_MULTISCALE
+from tests.helpers import SMALL_MULTISCALE, randomize
 
 
 @pytest.fixture

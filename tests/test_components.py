@@ -1,20 +1,11 @@
 """Each invertible component: inverse(forward(x)) == x and its log-det == log|det J| by autograd."""
 import pytest
 import torch
-from torch.autograd.functional import jacobian
 
 from flow.coupling import NVPBlock, channel_mask, checkerboard_mask, half_mask
 from flow.layers import ActNorm, Logit, Squeeze, dequantize
 from flow.nets import MLPNet, ResNet
-from tests.conftest import randomize
-
-
-def autograd_logdet(fn, x: torch.Tensor) -> torch.Tensor:
-    """log|det J| of fn at the single example x (batch of one), from the full Jacobian."""
-    def flat(v):
-        return fn(v.view_as(x))[0].flatten()
-    J = jacobian(flat, x.flatten())
-    return torch.linalg.slogdet(J.double())[1]
+from tests.helpers import autograd_logdet, randomize
 
 
 def couplings():

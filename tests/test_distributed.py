@@ -1,6 +1,5 @@
 """DistributedDataParallel through torchrun: two CPU processes with the gloo backend."""
 import json
-import os
 import subprocess
 import sys
 
@@ -9,7 +8,8 @@ import pytest
 from flow.checkpoint import load_checkpoint
 from flow.data import load_dataset
 from flow.evaluate import evaluate_bpd
-from tests.test_train import ENV, ROOT, metrics
+from flow.files import ROOT
+from tests.helpers import ENV, metrics
 
 
 def train_two_ranks(run, *args: str) -> None:

@@ -9,14 +9,16 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-import flow.catalog
+import app.catalog
 import ui.sidebar
-from flow import explore, jobs
-from flow.catalog import CHECKPOINT_DIR, ROOT, list_models
+from app import jobs
+from app.catalog import CHECKPOINT_DIR, list_models
+from flow import explore
 from flow.checkpoint import load_checkpoint
 from flow.data import load_mnist, make_toy
+from flow.files import ROOT
 from flow.model import build_model, prior_log_prob
-from tests.conftest import randomize
+from tests.helpers import randomize
 
 REALNVP = CHECKPOINT_DIR / "realnvp-mnist.safetensors"
 SEED_MLP = CHECKPOINT_DIR / "seed-mlp-mnist.safetensors"
@@ -285,7 +287,7 @@ def test_without_any_2d_model_a_short_training_is_offered_run_and_explored(monke
     (tmp_path / "realnvp-mnist.safetensors").write_bytes(REALNVP.read_bytes())
     only_here = partial(list_models, tmp_path)  # tmp_path/*.safetensors and tmp_path/runs/*
     monkeypatch.setattr(ui.sidebar, "list_models", only_here)
-    monkeypatch.setattr(flow.catalog, "list_models", only_here)
+    monkeypatch.setattr(app.catalog, "list_models", only_here)
     monkeypatch.setenv(jobs.RUNS_ENV, str(tmp_path / "runs"))
     at = open_page(tmp_path / "realnvp-mnist.safetensors")
     assert "no 2-D model yet" in at.info[0].value

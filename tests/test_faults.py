@@ -18,13 +18,13 @@ from PIL import Image
 from safetensors.torch import save_file
 from streamlit.testing.v1 import AppTest
 
-from flow import jobs
-from flow.catalog import CHECKPOINT_DIR, CHECKPOINTS_ENV, ROOT, list_models
+from app import jobs
+from app.catalog import CHECKPOINT_DIR, CHECKPOINTS_ENV, list_models
 from flow.checkpoint import CheckpointError, load_checkpoint, read_header
-from flow.train import EXIT_DIVERGED, EXIT_WRITE_FAILED
-from tests.test_app_home_train import APP, app, fill, texts
-from tests.test_jobs import tiny, wait_for
-from tests.test_train import train
+from flow.files import ROOT
+from flow.run_protocol import EXIT_DIVERGED, EXIT_WRITE_FAILED
+from tests.app_helpers import APP, app, fill, texts, tiny
+from tests.helpers import train, wait_for
 
 TOY = ["--preset", "toy-2d", "--data", "moons", "--batch-size", "64", "--limit-train", "512", "--limit-test", "256",
        "--log-every", "2"]

@@ -8,7 +8,7 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from flow.data import load_mnist
-from flow.images import MAX_PIXELS, ImageInputError, to_mnist_uint8
+from app.images import MAX_PIXELS, ImageInputError, to_mnist_uint8
 
 
 def encode(arr_or_img, fmt: str = "PNG", **kw) -> bytes:

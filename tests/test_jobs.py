@@ -10,27 +10,13 @@ import time
 import pytest
 import torch
 
-from flow import jobs
+from app import jobs
 from flow.checkpoint import save_checkpoint
 from flow.data import load_dataset
 from flow.model import build_model
-from flow.train import EXIT_REFUSED
-
-
-def tiny(name: str, epochs: int = 1000, **kw) -> jobs.RunSpec:
-    """Steps of 64 points, 8 a epoch, a metrics line every 2 steps; long enough to be stopped."""
-    return jobs.RunSpec(**{"preset": "toy-2d", "data": "moons", "epochs": epochs, "name": name, "batch_size": 64,
-                           "limit_train": 512, "limit_test": 256, "log_every": 2, **kw})
-
-
-def wait_for(condition, what: str, timeout: float = 90.0):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
+from flow.run_protocol import EXIT_REFUSED
+from tests.app_helpers import tiny
+from tests.helpers import wait_for
 
 
 def test_launch_metrics_stop_resume_finish_and_one_run_at_a_time(runs_root):

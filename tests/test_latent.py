@@ -13,13 +13,15 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 import ui.sidebar
+from app import latent_plots
+from app.catalog import CHECKPOINT_DIR, list_models
 from flow import latent
-from flow.catalog import CHECKPOINT_DIR, ROOT, list_models
 from flow.checkpoint import load_checkpoint, save_checkpoint
 from flow.data import load_mnist
+from flow.files import ROOT
 from flow.layers import dequantize
 from flow.model import build_model
-from tests.conftest import randomize
+from tests.helpers import randomize
 
 
 @pytest.fixture(scope="module")
@@ -143,21 +145,21 @@ def test_frame_bits_are_the_bits_per_dim_of_the_quantized_frame(model, digits):
 
 def test_gif_and_png_exports():
     frames = torch.rand(5, 1, 28, 28)
-    gif = Image.open(io.BytesIO(latent.gif_of(frames, scale=6)))
+    gif = Image.open(io.BytesIO(latent_plots.gif_of(frames, scale=6)))
     assert gif.format == "GIF" and gif.is_animated and gif.size == (168, 168)
     assert gif.n_frames == 8  # 0 1 2 3 4 3 2 1, then it loops
-    assert Image.open(io.BytesIO(latent.gif_of(frames, boomerang=False))).n_frames == 5
-    png = Image.open(io.BytesIO(latent.png_of(frames, nrow=5, scale=4)))
+    assert Image.open(io.BytesIO(latent_plots.gif_of(frames, boomerang=False))).n_frames == 5
+    png = Image.open(io.BytesIO(latent_plots.png_of(frames, nrow=5, scale=4)))
     assert png.format == "PNG" and png.size == ((5 * 30 + 2) * 4, 32 * 4)
 
 
 def test_grid_figure_puts_each_label_on_its_frame():
     frames = torch.zeros(6, 1, 28, 28)
     frames[4] = 1.0  # frame 4 (row 1, column 1 of a 3-column grid) is white
-    fig = latent.grid_figure(frames, 3, [f"frame {i}" for i in range(6)])
+    fig = latent_plots.grid_figure(frames, 3, [f"frame {i}" for i in range(6)])
     marks = fig.data[1]
     assert list(marks.hovertext) == [f"frame {i}" for i in range(6)]
-    grid = np.asarray(latent.image_grid(frames, nrow=3))
+    grid = np.asarray(latent_plots.image_grid(frames, nrow=3))
     assert grid[round(marks.y[4]), round(marks.x[4])] == 255
     assert grid[round(marks.y[3]), round(marks.x[3])] == 0
 

@@ -5,12 +5,8 @@ import pytest
 import torch
 
 from flow.layers import noise_for
-from flow.model import PRESETS, FlowConfig, build_model, prior_log_prob
-from tests.conftest import randomize
-from tests.test_components import autograd_logdet
-
-SMALL_MULTISCALE = FlowConfig(shape=(1, 8, 8), squeeze_first=False, n_scales=2, couplings_per_half=2,
-                              final_couplings=2, width=8, res_blocks=1)
+from flow.model import PRESETS, build_model, prior_log_prob
+from tests.helpers import SMALL_MULTISCALE, autograd_logdet, randomize
 
 
 def example_input(model, n=3):

@@ -9,10 +9,11 @@ import torch
 from streamlit.testing.v1 import AppTest
 
 from flow import explore, latent
-from flow.catalog import CHECKPOINT_DIR, ROOT
+from app.catalog import CHECKPOINT_DIR
 from flow.checkpoint import load_checkpoint
 from flow.data import load_mnist
 from flow.evaluate import evaluate_bpd
+from flow.files import ROOT
 
 REALNVP = CHECKPOINT_DIR / "realnvp-mnist.safetensors"
 

@@ -1,32 +1,16 @@
 """The training and evaluation command lines, run for real as processes on real MNIST."""
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from flow.checkpoint import load_checkpoint
-
-ROOT = Path(__file__).resolve().parent.parent
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-def train(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "flow.train", *args], cwd=ROOT, env=ENV, capture_output=True,
-                          text=True, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"flow.train failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
-    return proc
-
-
-def metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-
+from flow.files import ROOT
+from tests.helpers import ENV, metrics, train
 
 MNIST_SMALL = ["--preset", "seed-mlp", "--data", "mnist", "--limit-train", "3000", "--limit-test", "500",
                "--batch-size", "50", "--log-every", "10", "--warmup", "20"]

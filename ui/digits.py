@@ -10,7 +10,7 @@ from streamlit_drawable_canvas import st_canvas
 from torch import Tensor
 
 from flow.data import load_mnist
-from flow.images import ImageInputError, to_mnist_uint8
+from app.images import ImageInputError, to_mnist_uint8
 
 SOURCES = ("Test digit", "Draw", "Upload")
 CANVAS_SIDE = 196  # 7x the 28-pixel digit: room to draw, a brush that ends up MNIST-thick

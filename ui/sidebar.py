@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from flow.catalog import ModelEntry, list_models
+from app.catalog import ModelEntry, list_models
 from flow.checkpoint import CheckpointError, load_checkpoint
 from flow.model import Flow
 

@@ -1,5 +1,5 @@
 """The parts of the Train page: the New-run form, the run picker and its buttons, the live view of
-one run, and the list of all runs with an overlay of their curves. The work is done by flow.jobs."""
+one run, and the list of all runs with an overlay of their curves. The work is done by app.jobs."""
 from __future__ import annotations
 
 from datetime import datetime
@@ -7,10 +7,10 @@ from datetime import datetime
 import pandas as pd
 import streamlit as st
 
-from flow import jobs
+from app import jobs
 from flow.data import DATASETS
 from flow.model import IMAGE_PRESETS, PRESETS
-from ui.charts import nll_figure
+from app.train_plots import nll_figure
 
 REFRESH = "2s"  # how often the live view rereads the run folder while a run trains
 PICK, SELECTED = "train_run", "train_selected"  # SELECTED outlives a visit to another page

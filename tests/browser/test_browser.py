@@ -6,7 +6,7 @@ import socket
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.conftest import open_page, screenshot, settle
+from tests.browser.helpers import open_page, screenshot, settle
 
 PAGES = [("", "Real NVP Explorer", "home"), ("train", "Train", "train"),
          ("explorer", "Layer Explorer", "explorer"), ("latent", "Latent Playground", "latent")]

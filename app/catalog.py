@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from app.jobs import run_state, runs_root
 from flow.checkpoint import CheckpointError, verify_checkpoint
-from flow.jobs import run_state, runs_root
+from flow.files import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT_DIR = ROOT / "checkpoints"  # the shipped checkpoints
 CHECKPOINTS_ENV = "REALNVP_CHECKPOINTS_DIR"  # the folder the app lists; tests point it at a temporary one
 
@@ -28,7 +28,7 @@ class ModelEntry:
     data: str = "?"
     epoch: int | None = None
     test_bpd: float | None = None
-    run_state: str | None = None  # runs only: running, finished, stopped, failed, vanished... (flow.jobs)
+    run_state: str | None = None  # runs only: running, finished, stopped, failed, vanished... (app.jobs)
     error: str | None = None  # why the checkpoint is unusable
 
     @property

@@ -5,7 +5,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from flow.jobs import bpd_to_nats
+from app.jobs import bpd_to_nats
 
 UNITS = ("bits/dim", "nats")
 Y_TITLE = {"bits/dim": "NLL (bits/dim)", "nats": "NLL (nats per example)"}

@@ -18,7 +18,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -30,10 +29,10 @@ import pandas as pd
 
 from flow.checkpoint import CheckpointError, read_header
 from flow.data import DATASETS, TOY_SETS
+from flow.files import ROOT, atomic_write
 from flow.model import IMAGE_PRESETS, PRESETS, fits_data
-from flow.train import EXIT_DIVERGED, EXIT_REFUSED, EXIT_WRITE_FAILED, batch_problem
+from flow.run_protocol import EXIT_DIVERGED, EXIT_REFUSED, EXIT_WRITE_FAILED, batch_problem
 
-ROOT = Path(__file__).resolve().parent.parent
 RUNS_ENV = "REALNVP_RUNS_DIR"  # where runs live; tests point it at a temporary folder
 MAX_RUNS_ENV = "REALNVP_MAX_RUNS"  # how many runs may train at once (default 1: two CPU cores)
 ACTIVE = ("running", "stopping")
@@ -260,15 +259,11 @@ def _read_json(path: Path) -> dict:
 
 
 def _write_json(path: Path, data: dict) -> None:
-    """Atomic (temporary file + rename), so a reader never sees half a file."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                     delete=False) as f:
-        try:
-            json.dump(data, f, indent=1)
-        except OSError:
-            os.unlink(f.name)  # disk full: leave no half-written file
-            raise
-    os.replace(f.name, path)
+    """Atomic (flow.files.atomic_write), so a reader never sees half a file. Into an existing run folder only:
+    a folder deleted meanwhile is not made again."""
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"no run folder {path.parent}")
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(data, indent=1)))
 
 
 def _update_job(path: Path, **changes: object) -> dict:

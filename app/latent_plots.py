@@ -1,0 +1,55 @@
+"""The Latent Playground's pictures of decoded frames (`flow.latent`): a hoverable plotly grid, PNG and GIF."""
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import plotly.express as px
+import plotly.graph_objects as go
+from PIL import Image
+from torch import Tensor
+
+from flow.viz import PAD, image_grid
+
+
+def png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def grid_figure(frames: Tensor, nrow: int, labels: Sequence[str]) -> go.Figure:
+    """A grid of frames as one plotly picture; hovering a frame shows its label (e.g. bits/dim).
+    An invisible marker sits on each frame's centre and the nearest one answers the hover."""
+    n, _, h, w = frames.shape
+    grid = np.asarray(image_grid(frames, nrow=nrow))
+    fig = px.imshow(grid, binary_string=True)
+    fig.update_traces(hoverinfo="skip", hovertemplate=None)
+    idx = np.arange(n)
+    fig.add_trace(go.Scatter(
+        x=PAD + (idx % nrow) * (w + PAD) + (w - 1) / 2, y=PAD + (idx // nrow) * (h + PAD) + (h - 1) / 2,
+        mode="markers", marker={"opacity": 0, "size": 1}, hovertext=list(labels), hoverinfo="text",
+        showlegend=False))
+    gh, gw = grid.shape
+    fig.update_layout(hoverdistance=-1, height=min(720, max(120, 900 * gh // gw)),
+                      margin={"l": 0, "r": 0, "t": 0, "b": 0})
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return fig
+
+
+def png_of(frames: Tensor, nrow: int, scale: int = 4) -> bytes:
+    """A grid or strip of frames as PNG bytes, pixels enlarged `scale` times."""
+    return png_bytes(image_grid(frames, nrow=nrow, scale=scale))
+
+
+def gif_of(frames: Tensor, ms_per_frame: int = 120, scale: int = 6, boomerang: bool = True) -> bytes:
+    """An animated GIF of the frames (looping; with boomerang it plays back and forth)."""
+    arr = (frames.detach().cpu().clamp(0, 1)[:, 0].numpy() * 255).round().astype(np.uint8)
+    order = list(range(len(arr))) + (list(range(len(arr) - 2, 0, -1)) if boomerang else [])
+    h, w = arr.shape[1:]
+    images = [Image.fromarray(arr[i]).resize((w * scale, h * scale), Image.NEAREST) for i in order]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
+    return buf.getvalue()
