@@ -11,6 +11,7 @@ import itertools
 import json
 import math
 import os
+import pickle
 import signal
 import sys
 import time
@@ -31,12 +32,8 @@ from flow.data import DATASETS, MNISTUnavailable, load_dataset
 from flow.evaluate import evaluate_bpd
 from flow.layers import dequantize
 from flow.model import IMAGE_PRESETS, PRESETS, FlowConfig, build_model, fits_data, prior_log_prob
+from flow.run_protocol import EXIT_CRASHED, EXIT_DIVERGED, EXIT_REFUSED, EXIT_WRITE_FAILED, batch_problem
 from flow.viz import samples_picture
-
-EXIT_CRASHED = 1  # a bug: the traceback is in the log
-EXIT_REFUSED = 2  # settings, data or device that cannot work (argparse uses 2 for bad options too)
-EXIT_DIVERGED = 3
-EXIT_WRITE_FAILED = 4
 
 
 class Stopper:
@@ -46,7 +43,7 @@ class Stopper:
         self.requested = False
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._request)
-        # flow.jobs starts the trainer with SIGTERM blocked: a stop sent before this handler existed
+        # app.jobs starts the trainer with SIGTERM blocked: a stop sent before this handler existed
         # (while Python started and imported torch) has waited for it, and arrives now
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
@@ -147,14 +144,6 @@ def override(text: str) -> tuple[str, object]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
-
-
-def batch_problem(batch_size: int, examples: int) -> str | None:
-    """Why `batch_size` cannot train on `examples` examples, or None: every epoch needs one full batch."""
-    if batch_size <= examples:
-        return None
-    return (f"batch size {batch_size} is larger than the {examples} training examples: an epoch would have no "
-            "full batch. Lower the batch size, or train on more examples.")
 
 
 def lr_factor(progress: float, step: int, warmup: int, schedule: str) -> float:
@@ -284,11 +273,14 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
 
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=args.weight_decay, foreach=True)
     if args.resume and run.state.exists():
-        state = torch.load(run.state, map_location=device, weights_only=True)
-        if state["epoch"] == start_epoch and state["step"] == step:
+        try:
+            state = torch.load(run.state, map_location=device, weights_only=True)
+            if state["epoch"] != start_epoch or state["step"] != step:
+                raise ValueError("it is from another epoch")
             optimizer.load_state_dict(state["optimizer"])
-        else:
-            print("warning: optimizer state is from another epoch; starting it afresh", file=sys.stderr)
+        except (OSError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as e:
+            print(f"warning: the optimizer state in {run.state} is not usable ({e}); starting it afresh",
+                  file=sys.stderr)
     net = DistributedDataParallel(model) if world > 1 else model
 
     dataset = TensorDataset(train_x, torch.arange(len(train_x)))
