@@ -9,6 +9,7 @@ import json
 import math
 import os
 import platform
+import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -107,6 +108,22 @@ def _check_shapes(path: str | os.PathLike, model: Flow, shapes: dict[str, tuple[
                               f"missing {missing[:3]}, unexpected {unexpected[:3]}, wrong shape {wrong[:3]}")
 
 
+def _renamed_legacy(model: Flow, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights under today's names. Checkpoints written before the logit and the factor-outs became
+    stages of `Flow.transform` name a block's weights `steps.N.*`, N counting the blocks after the logit
+    with the factor-outs (`Flow.names`); today's name is `transform.steps.M.*`."""
+    old_blocks = [t for _, t in model.transform.stages if t is None or t.kind != "preprocess"]
+    prefixes = {module: name for name, module in model.named_modules()}
+
+    def rename(key: str) -> str:
+        match = re.fullmatch(r"steps\.(\d+)\.(.+)", key)
+        if not match or int(match[1]) >= len(old_blocks) or old_blocks[int(match[1])] is None:
+            return key  # today's name, or one that _check_shapes will report
+        return f"{prefixes[old_blocks[int(match[1])]]}.{match[2]}"
+
+    return {rename(k): v for k, v in tensors.items()}
+
+
 def _read(path: str | os.PathLike) -> tuple[Flow, dict[str, torch.Tensor], dict[str, Any]]:
     """(a fresh model of the checkpoint's config, its weights, its metadata), with the weights checked
     against the config and for divergence; CheckpointError says what is wrong."""
@@ -119,6 +136,7 @@ def _read(path: str | os.PathLike) -> tuple[Flow, dict[str, torch.Tensor], dict[
                 tensors[key] = f.get_tensor(key)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(path, f"its weights cannot be read (truncated or corrupt?): {e}") from e
+    tensors = _renamed_legacy(model, tensors)
     _check_shapes(path, model, {k: tuple(v.shape) for k, v in tensors.items()})
     if problem := model_problem(tensors.values(), metadata.get("test_bpd")):
         raise CheckpointError(path, f"its {problem}: the training that wrote it had diverged")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from flow.layers import Transform
+
 
 def half_mask(dim: int, parity: int) -> Tensor:
     """Vector mask for the half split: the first half is kept when parity is 0, the second when 1."""
@@ -23,22 +25,25 @@ def channel_mask(channels: int, parity: int) -> Tensor:
     return half_mask(channels, parity)[:, None, None]
 
 
-class NVPBlock(nn.Module):
-    """Affine coupling layer with a binary mask b (paper Eq. 9):
+class NVPBlock(Transform):
+    """Affine coupling layer with a binary mask b (paper Eq. 7-9):
 
-        y = b * x + (1 - b) * (x * exp(s(b * x)) + t(b * x))
+        forward  y = b * x + (1 - b) * (x * exp(s(b * x)) + t(b * x)),   log|det dy/dx| = sum_j s_j
+        inverse  x = b * y + (1 - b) * (y - t(b * y)) * exp(-s(b * y)),  log|det dx/dy| = -sum_j s_j
 
-    The kept part x_a = b * x passes unchanged and conditions s and t. The Jacobian is triangular,
-    so log|det J| = sum_j ((1 - b) * s(b * x))_j (Eq. 6). The scale is bounded as in the paper,
-    s = scale * tanh(raw), with a learned per-channel (or per-feature) scale.
-    `net(x_a)` returns (raw_s, t), each shaped like x.
+    The kept part b * x passes unchanged and conditions s and t, so the inverse recomputes them from
+    b * y = b * x (Eq. 8) and the Jacobian is triangular (Eq. 6). s and t are zero on the kept part.
+    The scale is bounded as in the paper, s = scale * tanh(raw), with a learned per-channel (or
+    per-feature) scale. `net(b * x)` returns (raw_s, t), each shaped like x: (B, D) or (B, C, H, W).
     """
 
-    def __init__(self, mask: Tensor, net: nn.Module, kind: str, scale_shape: tuple[int, ...]):
+    kind = "coupling"
+
+    def __init__(self, mask: Tensor, net: nn.Module, mask_kind: str, scale_shape: tuple[int, ...]):
         super().__init__()
         self.register_buffer("mask", mask)
         self.net = net
-        self.kind = kind  # "half", "checkerboard" or "channel": shown in traces
+        self.mask_kind = mask_kind  # "half", "checkerboard" or "channel": in the block's name
         self.scale = nn.Parameter(torch.ones(scale_shape))
 
     def scale_and_translation(self, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -47,14 +52,14 @@ class NVPBlock(nn.Module):
         raw_s, t = (v.to(x.dtype) for v in self.net(x * self.mask))  # float32 even under bf16 autocast
         return self.scale * torch.tanh(raw_s) * free, t * free
 
-    def couple(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """x -> (y, log|det J| (B,), s, t): Eq. 9, with the s and t it used (for traces)."""
+    def forward_details(self, x: Tensor) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
+        """forward(x) and the mask b, s and t it used, for traces."""
         s, t = self.scale_and_translation(x)
-        return x * torch.exp(s) + t, s.flatten(1).sum(1), s, t
+        return x * torch.exp(s) + t, s.flatten(1).sum(1), {"mask": self.mask, "s": s, "t": t}
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        return self.couple(x)[:2]
+        return self.forward_details(x)[:2]
 
-    def inverse(self, y: Tensor) -> Tensor:
-        s, t = self.scale_and_translation(y)  # y_a == x_a, so s and t are the forward ones (Eq. 8)
-        return (y - t) * torch.exp(-s)
+    def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
+        s, t = self.scale_and_translation(y)
+        return (y - t) * torch.exp(-s), -s.flatten(1).sum(1)

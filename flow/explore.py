@@ -15,9 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from torch import nn
-
-from flow.layers import FactorOut, Squeeze
+from flow.layers import Transform
 from flow.model import Flow, TraceStep, prior_log_prob
 
 LN2 = math.log(2)
@@ -40,21 +38,11 @@ def layouts(model: Flow) -> list[tuple[np.ndarray, list[Part]]]:
     sending the pixel indices through the squeezes and splits.
     """
     h = torch.arange(model.dim, dtype=torch.float64).view(1, *model.config.shape)
-    zs: list[Tensor] = []
-
-    def entry() -> tuple[np.ndarray, list[Part]]:
-        origin = torch.cat([z.flatten() for z in zs] + [h.flatten()]).long().numpy()
-        parts = [Part(f"z{i + 1}", tuple(z.shape[1:])) for i, z in enumerate(zs)] + [Part("h", tuple(h.shape[1:]))]
-        return origin, parts
-
-    out = [entry()] * (2 if model.config.preprocess else 1)  # the input, then the logit
-    for step in model.steps:
-        if isinstance(step, Squeeze):
-            h = step(h)[0]
-        elif isinstance(step, FactorOut):
-            h, z = step.split(h)
-            zs.append(z)
-        out.append(entry())
+    out = []
+    for step in [TraceStep("input", "data", h, h.new_zeros(1))] + list(model.transform.walk(h, "route")):
+        origin = step.state()[0].long().numpy()
+        parts = [Part(f"z{i + 1}", tuple(z.shape[1:])) for i, z in enumerate(step.factored)]
+        out.append((origin, parts + [Part("h", tuple(step.output.shape[1:]))]))
     return out
 
 
@@ -177,17 +165,17 @@ def tile_channels(x: np.ndarray) -> np.ndarray:
     return out
 
 
-def blocks(model: Flow) -> list[nn.Module | None]:
-    """The module behind each forward-trace entry: None for the input, then the logit, then the steps."""
-    return [None] + ([model.logit] if model.logit is not None else []) + list(model.steps)
+def blocks(model: Flow) -> list[Transform | None]:
+    """The transform behind each forward-trace entry: None for the input and the factor-outs (they only
+    route values), then the logit and the other blocks."""
+    return [None] + [t for _, t in model.transform.stages]
 
 
 def _roundtrip(model: Flow, trace: list[TraceStep]) -> np.ndarray:
     """Entry i's inversion error: the largest |h_{i-1} - f_i^-1(f_i(h_{i-1}))| over its input."""
     errors = [0.0]
-    for module, before, after in zip(blocks(model)[1:], trace, trace[1:]):
-        back = module.merge(after.output, after.factored[-1]) if isinstance(module, FactorOut) else \
-            module.inverse(after.output)
+    for k, (before, after) in enumerate(zip(trace, trace[1:])):
+        back = model.transform.step(k, after.output, after.factored, "inverse")[0]
         errors.append((back - before.output).abs().max().item())
     return np.array(errors)
 
@@ -242,7 +230,7 @@ def jacobian_check(model: Flow, steps: Steps, i: int, n: int = 64) -> tuple[floa
     trace. The full D x D Jacobian: 784 x 784 for a digit (about 0.3 s for a coupling at 14x14x4).
     None for the input and the factor-out (it only routes values: no Jacobian of its own)."""
     module = blocks(model)[i]
-    if module is None or isinstance(module, FactorOut):
+    if module is None:
         return None
     shape = steps.parts[i - 1][-1].shape  # the flowing part h that the block transforms
     size = math.prod(shape)

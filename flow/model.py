@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 
 import torch
 from torch import Tensor, nn
 
 from flow.coupling import NVPBlock, channel_mask, checkerboard_mask, half_mask
-from flow.layers import ActNorm, FactorOut, Logit, Squeeze, dequantize
+from flow.layers import FACTOR_OUT, ActNorm, Logit, MultiScale, Squeeze, Stage, TraceStep, dequantize
 from flow.nets import MLPNet, ResNet
 
 LOG_2PI = math.log(2 * math.pi)
@@ -108,91 +108,87 @@ def fits_data(preset: str, data: str) -> bool:
     return (preset in IMAGE_PRESETS) == (data == "mnist")
 
 
-@dataclass
-class TraceStep:
-    """One block of a trace: the representation after the block and the block's log-det."""
+def _add_coupling(stages: list[Stage], config: FlowConfig, mask: Tensor, net: nn.Module, mask_kind: str,
+                  scale_shape: tuple[int, ...]) -> None:
+    n = sum(t is not None and t.kind == "coupling" for _, t in stages) + 1
+    stages.append((f"coupling {n} ({mask_kind})", NVPBlock(mask, net, mask_kind, scale_shape)))
+    if config.actnorm:
+        stages.append((f"actnorm {n}", ActNorm(scale_shape)))
 
-    name: str
-    kind: str  # "preprocess", "coupling", "actnorm", "squeeze", "factor-out" or "data"
-    output: Tensor  # the tensor that flows on (for factor-out: the kept half)
-    logdet: Tensor  # (B,) log|det J| of this block in the direction traced
-    factored: list[Tensor] = field(default_factory=list)  # latents factored out so far
-    mask: Tensor | None = None  # coupling only: b, s and t
-    s: Tensor | None = None
-    t: Tensor | None = None
 
-    def state(self) -> Tensor:
-        """All dimensions of the representation at this point, flattened: (B, D)."""
-        return torch.cat([z.flatten(1) for z in self.factored] + [self.output.flatten(1)], dim=1)
+def _mlp_stages(config: FlowConfig) -> list[Stage]:
+    """n_blocks half-split couplings on the flattened example, the halves swapping from block to block."""
+    shape, dim, stages = config.shape, math.prod(config.shape), []
+    norm_shape = shape if len(shape) == 1 else (shape[0],) + (1,) * (len(shape) - 1)
+    for i in range(config.n_blocks):
+        _add_coupling(stages, config, half_mask(dim, i).view(shape), MLPNet(dim, config.hidden), "half", norm_shape)
+    return stages
+
+
+def _multiscale_stages(config: FlowConfig) -> list[Stage]:
+    """The multi-scale architecture (paper Sec. 3.6, Fig. 4): at each scale checkerboard couplings, a
+    squeeze, channel-wise couplings and a factor-out of half the channels; checkerboard ones at the last."""
+    c, h, w = config.shape
+    stages: list[Stage] = []
+
+    def resnet(channels: int) -> ResNet:
+        return ResNet(channels, config.width, config.res_blocks, config.head_kernel)
+
+    if config.squeeze_first:
+        if h % 2 or w % 2:
+            raise ValueError(f"cannot squeeze a {h}x{w} image: set squeeze_first to false")
+        stages.append(("squeeze 0", Squeeze()))
+        c, h, w = 4 * c, h // 2, w // 2
+    for scale in range(1, config.n_scales + 1):
+        last = scale == config.n_scales
+        for k in range(config.final_couplings if last else config.couplings_per_half):
+            _add_coupling(stages, config, checkerboard_mask(h, w, k), resnet(c), "checkerboard", (c, 1, 1))
+        if last:
+            break
+        if h % 2 or w % 2:
+            raise ValueError(f"cannot squeeze a {h}x{w} map: use fewer scales")
+        stages.append((f"squeeze {scale}", Squeeze()))
+        c, h, w = 4 * c, h // 2, w // 2
+        for k in range(config.couplings_per_half):
+            _add_coupling(stages, config, channel_mask(c, k), resnet(c), "channel", (c, 1, 1))
+        stages.append((f"factor-out {scale}", FACTOR_OUT))
+        c //= 2
+    return stages
 
 
 class Flow(nn.Module):
-    """A normalizing flow x -> z with a standard normal prior (paper Eq. 3):
-    log p(x) = log N(z; 0, I) + sum_k log|det dh_k/dh_{k-1}|.
-    For images x is the dequantized image u in [0, 1]^D and the logit is the first block.
+    """A normalizing flow x -> z: a composition of invertible blocks plus a standard normal prior
+    (paper Eq. 3),  log p(x) = log N(z; 0, I) + sum_k log|det dh_k/dh_{k-1}|.
+
+    `transform` (a `layers.MultiScale`) holds the blocks in flow order; for images the first is the
+    logit of the dequantized image u in [0, 1]^D, so x is u and z the flat latent (B, D): the latents
+    factored out at each scale first, then the final h (`latent_shapes`, `split_latent`).
     """
 
     def __init__(self, config: FlowConfig):
         super().__init__()
         self.config = config
         self.dim = math.prod(config.shape)
-        self.logit = Logit() if config.preprocess else None
-        self.names: list[str] = []
-        self.steps = nn.ModuleList()
-        self.latent_shapes: list[tuple[int, ...]] = []  # factored-out z_1..z_k, then the final h
-        if config.coupling == "mlp":
-            self._build_mlp()
-        else:  # "resnet": FlowConfig admits no other
-            self._build_multiscale()
+        stages = _mlp_stages(config) if config.coupling == "mlp" else _multiscale_stages(config)
+        if config.preprocess:
+            stages.insert(0, ("logit", Logit()))
+        self.transform = MultiScale(tuple(config.shape), stages)
 
-    def _add(self, name: str, step: nn.Module) -> None:
-        self.names.append(name)
-        self.steps.append(step)
+    @property
+    def names(self) -> list[str]:
+        """The blocks' names in flow order after the logit: a forward trace's entries after "input" and "logit"."""
+        return [name for name, t in self.transform.stages if t is None or t.kind != "preprocess"]
 
-    def _add_coupling(self, mask: Tensor, net: nn.Module, kind: str, scale_shape: tuple[int, ...]) -> None:
-        n = sum(isinstance(s, NVPBlock) for s in self.steps) + 1
-        self._add(f"coupling {n} ({kind})", NVPBlock(mask, net, kind, scale_shape))
-        if self.config.actnorm:
-            self._add(f"actnorm {n}", ActNorm(scale_shape))
+    @property
+    def latent_shapes(self) -> list[tuple[int, ...]]:
+        """The shapes of the factored-out z_1, ..., z_k, then of the final h: the parts of a flat z."""
+        return self.transform.latent_shapes
 
-    def _build_mlp(self) -> None:
-        shape, cfg = self.config.shape, self.config
-        norm_shape = shape if len(shape) == 1 else (shape[0],) + (1,) * (len(shape) - 1)
-        for i in range(cfg.n_blocks):
-            mask = half_mask(self.dim, i).view(shape)  # the halves swap from block to block
-            self._add_coupling(mask, MLPNet(self.dim, cfg.hidden), "half", norm_shape)
-        self.latent_shapes = [tuple(shape)]
+    def split_latent(self, z: Tensor) -> list[Tensor]:
+        """Flat z (B, D) -> [z_1, ..., z_k, h_final] in their shapes (the factored-out scales first)."""
+        return self.transform.split_latent(z)
 
-    def _build_multiscale(self) -> None:
-        cfg = self.config
-        c, h, w = cfg.shape
-
-        def resnet(channels: int) -> ResNet:
-            return ResNet(channels, cfg.width, cfg.res_blocks, cfg.head_kernel)
-
-        if cfg.squeeze_first:
-            if h % 2 or w % 2:
-                raise ValueError(f"cannot squeeze a {h}x{w} image: set squeeze_first to false")
-            self._add("squeeze 0", Squeeze())
-            c, h, w = 4 * c, h // 2, w // 2
-        for scale in range(1, cfg.n_scales + 1):
-            last = scale == cfg.n_scales
-            for k in range(cfg.final_couplings if last else cfg.couplings_per_half):
-                self._add_coupling(checkerboard_mask(h, w, k), resnet(c), "checkerboard", (c, 1, 1))
-            if last:
-                break
-            if h % 2 or w % 2:
-                raise ValueError(f"cannot squeeze a {h}x{w} map: use fewer scales")
-            self._add(f"squeeze {scale}", Squeeze())
-            c, h, w = 4 * c, h // 2, w // 2
-            for k in range(cfg.couplings_per_half):
-                self._add_coupling(channel_mask(c, k), resnet(c), "channel", (c, 1, 1))
-            self._add(f"factor-out {scale}", FactorOut())
-            self.latent_shapes.append((c // 2, h, w))
-            c //= 2
-        self.latent_shapes.append((c, h, w))
-
-    # ----- the two directions -------------------------------------------------------------
+    # ----- checking what comes in -----------------------------------------------------------
     def _as_unit(self, x: Tensor) -> Tensor:
         """Checks an input batch and moves it to the model: 8-bit images (any integer dtype, 0..255)
         are placed at their bin centres, dequantized images (floats in [0, 1]) and points are taken as
@@ -228,66 +224,13 @@ class Flow(nn.Module):
                              + "; pass 8-bit pixels 0..255 as an integer tensor (x.to(torch.uint8)) instead")
         return x
 
-    def _run_forward(self, x: Tensor, keep_trace: bool) -> tuple[Tensor, Tensor, list[TraceStep]]:
-        h = self._as_unit(x)
-        logdet = h.new_zeros(h.shape[0])
-        trace: list[TraceStep] = []
-        if keep_trace:
-            trace.append(TraceStep("input", "data", h, h.new_zeros(h.shape[0])))
-        if self.logit is not None:
-            h, ld = self.logit(h)
-            logdet = logdet + ld
-            if keep_trace:
-                trace.append(TraceStep("logit", "preprocess", h, ld))
-        zs: list[Tensor] = []
-        for name, step in zip(self.names, self.steps):
-            entry = TraceStep(name, trace_kind(step), h, h.new_zeros(h.shape[0]))
-            if isinstance(step, FactorOut):
-                h, z = step.split(h)
-                zs.append(z)
-                ld = entry.logdet
-            elif isinstance(step, NVPBlock) and keep_trace:  # with its mask, s and t, computed once
-                h, ld, entry.s, entry.t = step.couple(h)
-                entry.mask = step.mask
-            else:
-                h, ld = step(h)
-            logdet = logdet + ld
-            if keep_trace:
-                entry.output, entry.logdet, entry.factored = h, ld, list(zs)
-                trace.append(entry)
-        z = torch.cat([zi.flatten(1) for zi in zs] + [h.flatten(1)], dim=1)
-        return z, logdet, trace
-
-    def split_latent(self, z: Tensor) -> list[Tensor]:
-        """Flat z (B, D) -> [z_1, ..., z_k, h_final] in their shapes (the factored-out scales first)."""
-        sizes = [math.prod(s) for s in self.latent_shapes]
-        return [p.reshape(z.shape[0], *s) for p, s in zip(z.split(sizes, dim=1), self.latent_shapes)]
-
-    def _run_inverse(self, z: Tensor, keep_trace: bool) -> tuple[Tensor, list[TraceStep]]:
+    def _check_latent(self, z: Tensor) -> Tensor:
         if not isinstance(z, Tensor) or not z.is_floating_point() or z.dim() != 2 or z.shape[1] != self.dim:
             shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
             raise ValueError(f"expected flat latents: floats of shape (B, {self.dim}), got {shape}")
         if not torch.isfinite(z).all():
             raise ValueError("the latents contain NaN or infinite values")
-        *zs, h = self.split_latent(z.to(self.device))
-        trace: list[TraceStep] = []
-        if keep_trace:
-            trace.append(TraceStep("latent", "data", h, h.new_zeros(h.shape[0]), list(zs)))
-        for name, step in zip(reversed(self.names), reversed(self.steps)):
-            if isinstance(step, FactorOut):
-                h = step.merge(h, zs.pop())
-            else:
-                h = step.inverse(h)
-            if keep_trace:
-                # The inverse block's log-det is minus the forward one at the reconstructed input.
-                ld = h.new_zeros(h.shape[0]) if isinstance(step, FactorOut) else -step(h)[1]
-                trace.append(TraceStep(f"undo {name}", trace_kind(step), h, ld, list(zs)))
-        if self.logit is not None:
-            u = self.logit.inverse(h)
-            if keep_trace:
-                trace.append(TraceStep("undo the logit", "preprocess", u, -self.logit(u)[1]))
-            h = u
-        return h, trace
+        return z.to(self.device)
 
     # ----- public API ---------------------------------------------------------------------
     @property
@@ -297,11 +240,12 @@ class Flow(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, *shape) -> (z (B, D), log|det dz/dx| (B,)). Images: 8-bit pixels (integer dtype,
         0..255), taken at the bin centres, or a dequantized image u, floats in [0, 1]."""
-        z, logdet, _ = self._run_forward(x, keep_trace=False)
-        return z, logdet
+        return self.transform(self._as_unit(x))
 
     def inverse(self, z: Tensor) -> Tensor:
-        return self._run_inverse(z, keep_trace=False)[0]
+        """Flat latents z (B, D), floats -> x (B, *shape): images in [0, 1] or points. Raises ValueError
+        for another shape or NaN/infinite values."""
+        return self.transform.inverse(self._check_latent(z))[0]
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Exact log density in nats per example: log N(z; 0, I) + log|det dz/dx| (paper Eq. 3).
@@ -358,12 +302,18 @@ class Flow(nn.Module):
         return self.decode(self.latents(n, temperature, seed))
 
     def trace(self, x: Tensor) -> list[TraceStep]:
-        """Forward trace x -> z: the input, then one entry per block in order."""
-        return self._run_forward(x, keep_trace=True)[2]
+        """Forward trace x -> z (inputs as for `forward`): the input, then one entry per block in order,
+        the logit first for images; couplings carry their mask, s and t. The last entry's state() is z."""
+        u = self._as_unit(x)
+        return [TraceStep("input", "data", u, u.new_zeros(u.shape[0]))] + list(self.transform.walk(u, "details"))
 
     def trace_inverse(self, z: Tensor) -> list[TraceStep]:
-        """Generative trace z -> x: the latent, then one entry per block in reverse order."""
-        return self._run_inverse(z, keep_trace=True)[1]
+        """Generative trace z -> x of flat latents (B, D): the latent, then one entry per block in reverse
+        order ("undo ..."), each with the inverse block's own log-det; the last entry's output is x."""
+        z = self._check_latent(z)
+        *zs, h = self.split_latent(z)
+        latent = TraceStep("latent", "data", h, h.new_zeros(h.shape[0]), zs)
+        return [latent] + list(self.transform.walk(z, "inverse"))
 
 
 def is_pixels(x: Tensor) -> bool:
@@ -371,12 +321,8 @@ def is_pixels(x: Tensor) -> bool:
     return not x.is_floating_point() and not x.is_complex() and x.dtype != torch.bool
 
 
-def trace_kind(step: nn.Module) -> str:
-    return {NVPBlock: "coupling", ActNorm: "actnorm", Squeeze: "squeeze", FactorOut: "factor-out"}[type(step)]
-
-
 def prior_log_prob(z: Tensor) -> Tensor:
-    """log N(z; 0, I) summed over dimensions."""
+    """log N(z; 0, I) summed over dimensions: (B, ...) -> (B,), in nats."""
     return -0.5 * (z.pow(2) + LOG_2PI).flatten(1).sum(1)
 
 

@@ -1,0 +1,115 @@
+"""The transform contract (`flow.layers.Transform`), checked alike for every kind of block and for every
+preset's whole flow at a small size: inverse(forward(x)) == x, forward and inverse log-det equal autograd's
+log|det J|, the inverse log-det is minus the forward one, and every parameter gets a gradient.
+Float64 and small shapes: a few seconds in all."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch.autograd.functional import jacobian
+
+from flow.coupling import NVPBlock, channel_mask, checkerboard_mask, half_mask
+from flow.layers import FACTOR_OUT, ActNorm, Logit, MultiScale, Squeeze, Transform
+from flow.model import PRESETS, build_model
+from flow.nets import MLPNet, ResNet
+from tests.helpers import randomize
+
+# each preset's flow at a size whose full Jacobian takes milliseconds
+SMALL = {
+    "seed-mlp": {"shape": (1, 4, 4), "hidden": (8, 8)},
+    "realnvp": {"shape": (1, 8, 8), "width": 8, "res_blocks": 1},
+    "realnvp-fast": {"shape": (1, 8, 8), "width": 8},
+    "toy-2d": {"hidden": (16, 16)},
+}
+
+
+def pixels(*shape: int) -> torch.Tensor:
+    """A dequantized image batch, away from 0 and 1 where the logit is steep."""
+    return torch.rand(shape) * 0.98 + 0.01
+
+
+def multiscale() -> MultiScale:
+    """Two scales of 4x4x2 with a factor-out between them: the multi-scale piece on its own."""
+    return MultiScale((2, 4, 4), [
+        ("coupling 1", NVPBlock(checkerboard_mask(4, 4, 0), ResNet(2, 8, 1), "checkerboard", (2, 1, 1))),
+        ("squeeze 1", Squeeze()),
+        ("actnorm 1", ActNorm((8, 1, 1))),
+        ("factor-out 1", FACTOR_OUT),
+        ("coupling 2", NVPBlock(channel_mask(4, 1), ResNet(4, 8, 0, head_kernel=1), "channel", (4, 1, 1))),
+    ])
+
+
+def flow(preset: str) -> Callable[[], tuple[Transform, torch.Tensor]]:
+    def make():
+        model = build_model(preset, **SMALL[preset])
+        x = pixels(2, *model.config.shape) if model.config.preprocess else torch.randn(2, *model.config.shape)
+        return randomize(model.transform, 0.1), x
+    return make
+
+
+CASES: dict[str, Callable[[], tuple[Transform, torch.Tensor]]] = {
+    "coupling half mlp": lambda: (NVPBlock(half_mask(6, 0), MLPNet(6, [16, 16]), "half", (6,)), torch.randn(2, 6)),
+    "coupling half swapped": lambda: (NVPBlock(half_mask(6, 1), MLPNet(6, [16]), "half", (6,)), torch.randn(2, 6)),
+    "coupling checkerboard resnet": lambda: (
+        NVPBlock(checkerboard_mask(4, 4, 0), ResNet(2, 8, 1), "checkerboard", (2, 1, 1)), torch.randn(2, 2, 4, 4)),
+    "coupling checkerboard odd resnet": lambda: (
+        NVPBlock(checkerboard_mask(4, 4, 1), ResNet(2, 8, 2), "checkerboard", (2, 1, 1)), torch.randn(2, 2, 4, 4)),
+    "coupling checkerboard mlp": lambda: (
+        NVPBlock(checkerboard_mask(4, 4, 0), MLPNet(32, [16]), "checkerboard", (2, 1, 1)), torch.randn(2, 2, 4, 4)),
+    "coupling channel resnet": lambda: (
+        NVPBlock(channel_mask(4, 0), ResNet(4, 8, 1), "channel", (4, 1, 1)), torch.randn(2, 4, 4, 4)),
+    "coupling channel one-layer net": lambda: (
+        NVPBlock(channel_mask(4, 1), ResNet(4, 8, 0, head_kernel=1), "channel", (4, 1, 1)), torch.randn(2, 4, 4, 4)),
+    "actnorm image": lambda: (ActNorm((3, 1, 1)), torch.randn(2, 3, 4, 4)),
+    "actnorm vector": lambda: (ActNorm((6,)), torch.randn(2, 6)),
+    "squeeze": lambda: (Squeeze(), torch.randn(2, 3, 4, 6)),
+    "logit": lambda: (Logit(), pixels(2, 1, 4, 4)),
+    "multiscale": lambda: (multiscale(), torch.randn(2, 2, 4, 4)),
+    **{f"flow {preset}": flow(preset) for preset in PRESETS},
+}
+
+
+@pytest.fixture(params=list(CASES))
+def case(request) -> tuple[Transform, torch.Tensor]:
+    """A transform with random parameters (fresh ones start as the identity), in float64 and eval mode."""
+    transform, x = CASES[request.param]()
+    return randomize(transform, 0.1).double().eval(), x.double()
+
+
+def autograd_logdets(fn: Callable, x: torch.Tensor) -> torch.Tensor:
+    """(B,): log|det| of the full Jacobian of fn at each example of x, column by column."""
+    def one(example: torch.Tensor) -> torch.Tensor:
+        jac = jacobian(lambda v: fn(v.view_as(example))[0].flatten(), example.flatten(), vectorize=True)
+        return torch.linalg.slogdet(jac)[1]
+    return torch.stack([one(x[i:i + 1]) for i in range(len(x))])
+
+
+def test_every_preset_has_a_small_size():
+    assert set(SMALL) == set(PRESETS)
+
+
+def test_inverts_with_the_negated_logdet(case):
+    transform, x = case
+    y, logdet = transform(x)
+    back, inverse_logdet = transform.inverse(y)
+    assert logdet.shape == inverse_logdet.shape == (len(x),)
+    assert not torch.allclose(y.flatten(1), x.flatten(1)), "a random transform is not the identity"
+    assert torch.allclose(back, x, atol=1e-10)
+    assert torch.allclose(inverse_logdet, -logdet, atol=1e-10)
+
+
+def test_logdets_match_autograd_both_ways(case):
+    transform, x = case
+    y, logdet = transform(x)
+    assert torch.allclose(logdet, autograd_logdets(transform, x), atol=1e-8)
+    assert torch.allclose(transform.inverse(y)[1], autograd_logdets(transform.inverse, y), atol=1e-8)
+
+
+def test_every_parameter_gets_a_gradient(case):
+    transform, x = case
+    y, logdet = transform(x.requires_grad_())
+    (y.square().sum() + logdet.sum()).backward()
+    for name, p in [("the input", x), *transform.named_parameters()]:
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
