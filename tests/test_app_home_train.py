@@ -10,6 +10,8 @@ from flow.checkpoint import save_checkpoint
 from flow.model import build_model
 from tests.app_helpers import app, fill, texts
 
+pytestmark = pytest.mark.integration  # the real app under AppTest, real trainer processes
+
 def finished_run(root, name: str) -> None:
     """A run folder as a finished command-line training leaves it."""
     save_checkpoint(build_model("toy-2d"), root / name / "checkpoint.safetensors", preset="toy-2d", data="moons",

@@ -12,6 +12,8 @@ from flow.files import ROOT
 from tests.helpers import ENV, metrics
 
 
+pytestmark = pytest.mark.slow  # trains under torchrun
+
 def train_two_ranks(run, *args: str) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "flow.train",
            "--preset", "seed-mlp", "--data", "mnist", "--limit-train", "2000", "--limit-test", "300",

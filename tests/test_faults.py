@@ -26,6 +26,8 @@ from flow.run_protocol import EXIT_DIVERGED, EXIT_WRITE_FAILED
 from tests.app_helpers import APP, app, fill, texts, tiny
 from tests.helpers import train, wait_for
 
+pytestmark = pytest.mark.integration  # real trainings, full disks and the app under AppTest
+
 TOY = ["--preset", "toy-2d", "--data", "moons", "--batch-size", "64", "--limit-train", "512", "--limit-test", "256",
        "--log-every", "2"]
 

@@ -19,6 +19,7 @@ from tests.app_helpers import tiny
 from tests.helpers import wait_for
 
 
+@pytest.mark.integration
 def test_launch_metrics_stop_resume_finish_and_one_run_at_a_time(runs_root):
     # two sessions press Launch at the same moment: the file lock lets exactly one start
     results, barrier = {}, threading.Barrier(2)
@@ -75,6 +76,7 @@ def test_launch_metrics_stop_resume_finish_and_one_run_at_a_time(runs_root):
     assert jobs.list_runs() == []
 
 
+@pytest.mark.integration
 def test_a_killed_run_is_reported_as_failed(runs_root):
     run = jobs.launch(tiny("killed"))
     wait_for(lambda: jobs.read_run(run.path).message == "training", "the trainer's running status")
@@ -83,6 +85,7 @@ def test_a_killed_run_is_reported_as_failed(runs_root):
     assert "SIGKILL" in failed.message and failed.job["returncode"] == -signal.SIGKILL
 
 
+@pytest.mark.integration
 def test_a_crashing_run_is_reported_as_failed_with_its_log(runs_root):
     # a run made on the command line (no job.json) whose checkpoint has NaN weights: the trainer refuses to resume
     model = build_model("toy-2d")
@@ -97,6 +100,7 @@ def test_a_crashing_run_is_reported_as_failed_with_its_log(runs_root):
     assert "Traceback" not in failed.log_tail(100)
 
 
+@pytest.mark.integration
 def test_a_process_gone_without_a_final_status_is_vanished_not_running(runs_root):
     dead = subprocess.Popen(["true"])
     dead.wait()
@@ -114,6 +118,7 @@ def test_a_process_gone_without_a_final_status_is_vanished_not_running(runs_root
     assert jobs.launch(tiny("next", epochs=1)).active
 
 
+@pytest.mark.integration
 def test_the_limit_counts_command_line_runs_and_is_a_setting(runs_root, monkeypatch):
     (runs_root / "cli").mkdir()  # its status.json names a live process (this one)
     (runs_root / "cli" / "status.json").write_text(json.dumps({"state": "running", "pid": os.getpid(),

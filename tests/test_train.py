@@ -16,6 +16,7 @@ MNIST_SMALL = ["--preset", "seed-mlp", "--data", "mnist", "--limit-train", "3000
                "--batch-size", "50", "--log-every", "10", "--warmup", "20"]
 
 
+@pytest.mark.slow
 def test_short_mnist_training_lowers_test_bpd_and_evaluate_agrees(tmp_path):
     run = tmp_path / "run"
     proc = train(*MNIST_SMALL, "--epochs", "2", "--run-dir", str(run))
@@ -38,6 +39,7 @@ def test_short_mnist_training_lowers_test_bpd_and_evaluate_agrees(tmp_path):
     assert report["test_bpd"] == pytest.approx(epochs[1]["test_bpd"], abs=1e-4)
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_epoch_with_optimizer_state(tmp_path):
     run = tmp_path / "run"
     args = ["--preset", "toy-2d", "--data", "moons", "--run-dir", str(run)]
@@ -53,6 +55,7 @@ def test_resume_continues_from_the_saved_epoch_with_optimizer_state(tmp_path):
     assert [round(m["epoch"]) for m in epochs] == [1, 2]
 
 
+@pytest.mark.slow
 def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_path):
     run = tmp_path / "run"
     args = ["--preset", "toy-2d", "--data", "moons", "--run-dir", str(run)]
@@ -67,6 +70,7 @@ def test_divergence_stops_with_a_message_and_keeps_the_last_good_checkpoint(tmp_
     assert load_checkpoint(run / "checkpoint.safetensors").metadata["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_sigterm_stops_after_the_current_step_and_saves(tmp_path):
     run = tmp_path / "run"
     proc = subprocess.Popen([sys.executable, "-m", "flow.train", "--preset", "toy-2d", "--data", "moons",
@@ -94,6 +98,7 @@ def test_sigterm_stops_after_the_current_step_and_saves(tmp_path):
     assert resumed["preset"] == "toy-2d" and resumed["data"] == "moons"
 
 
+@pytest.mark.integration
 def test_bad_arguments_are_refused(tmp_path):
     proc = train("--preset", "toy-2d", "--data", "mnist", "--run-dir", str(tmp_path / "r"), check=False)
     assert proc.returncode != 0 and "does not fit" in proc.stderr
