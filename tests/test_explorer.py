@@ -194,6 +194,7 @@ def heading(at: AppTest) -> str:
     return next(m.value for m in at.markdown if m.value.startswith("#### "))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("path", [REALNVP, SEED_MLP])
 def test_page_renders_for_mnist_models_and_the_slider_moves_the_block(path):
     at = open_page(path)
@@ -215,6 +216,7 @@ def test_page_renders_for_mnist_models_and_the_slider_moves_the_block(path):
     assert heading(at).startswith(f"#### {len(names) + 1}. {names[-1]}")
 
 
+@pytest.mark.integration
 def test_the_decomposition_on_screen_is_the_models_log_prob(digit):
     at = open_page(REALNVP)
     at.segmented_control(key="units").set_value("nats").run()
@@ -238,6 +240,7 @@ def test_the_decomposition_on_screen_is_the_models_log_prob(digit):
     assert f"within sampling noise" in next(m.value for m in at.markdown if "How Gaussian" in m.value)
 
 
+@pytest.mark.integration
 def test_squeeze_and_factor_out_show_where_the_dimensions_went():
     at = open_page(REALNVP)
     names = load_checkpoint(REALNVP).names
@@ -246,6 +249,7 @@ def test_squeeze_and_factor_out_show_where_the_dimensions_went():
     assert titles == ["in: h 16×7×7", "out: z1 8×7×7", "out: h 8×7×7", "orange: z1, blue: h"]
 
 
+@pytest.mark.integration
 def test_a_non_image_upload_shows_a_clear_message_and_no_trace():
     at = open_page(REALNVP)
     at.radio(key="explorer_source").set_value("Upload").run()
@@ -255,6 +259,7 @@ def test_a_non_image_upload_shows_a_clear_message_and_no_trace():
     assert not [c for c in at.get("plotly_chart")]  # nothing is traced from a non-image
 
 
+@pytest.mark.integration
 def test_generation_section_from_noise_and_from_the_code():
     at = open_page(REALNVP)
     at.slider(key="gen_temperature").set_value(0.5).run()
@@ -264,6 +269,7 @@ def test_generation_section_from_noise_and_from_the_code():
     assert not at.exception
 
 
+@pytest.mark.integration
 def test_play_starts_and_pauses_the_animation():
     at = open_page(REALNVP)
     at.button(key="block_play").click().run()
@@ -272,6 +278,7 @@ def test_play_starts_and_pauses_the_animation():
     assert at.session_state["block_playing"] is False and at.slider(key="block").value == 1
 
 
+@pytest.mark.integration
 def test_page_renders_for_a_2d_model_in_both_directions():
     at = open_page(MOONS)
     assert {c.key for c in at.get("plotly_chart")} == TOY_CHARTS
@@ -282,6 +289,7 @@ def test_page_renders_for_a_2d_model_in_both_directions():
 
 
 @pytest.mark.slow
+@pytest.mark.integration
 def test_without_any_2d_model_a_short_training_is_offered_run_and_explored(monkeypatch, tmp_path):
     """A real training run of about 20 s, launched from the page through flow.jobs, then opened."""
     (tmp_path / "realnvp-mnist.safetensors").write_bytes(REALNVP.read_bytes())

@@ -104,6 +104,7 @@ st.session_state["got"] = None if d is None else d.clone()
 """
 
 
+@pytest.mark.integration
 def test_digit_widget_by_class_and_index_and_a_non_image_upload():
     at = AppTest.from_string(DIGIT_APP, default_timeout=30).run()
     assert not at.exception

@@ -188,6 +188,7 @@ def hover_labels(at: AppTest, key: str) -> list[str]:
     return json.loads(chart.proto.spec)["data"][1]["hovertext"]
 
 
+@pytest.mark.integration
 def test_page_renders_its_controls_and_answers_them(catalog):
     at = open_page(catalog / "realnvp-small.safetensors")
     assert at.selectbox(key="from_class").value == "3" and at.selectbox(key="to_class").value == "8"
@@ -210,6 +211,7 @@ def test_page_renders_its_controls_and_answers_them(catalog):
     assert len({label.split("· ")[1] for label in hover_labels(at, "samples_grid")}) == 1  # T = 0: one sample
 
 
+@pytest.mark.integration
 def test_page_asks_for_an_mnist_model_when_a_2d_model_is_chosen(catalog):
     at = open_page(catalog / "toy-2d-moons.safetensors")
     assert any("needs an MNIST model" in i.value for i in at.info)

@@ -18,6 +18,9 @@ from flow.files import ROOT
 REALNVP = CHECKPOINT_DIR / "realnvp-mnist.safetensors"
 
 
+pytestmark = pytest.mark.integration  # the shipped realnvp model on many digits, and the pages under AppTest
+
+
 @pytest.fixture(scope="module")
 def model():
     return load_checkpoint(REALNVP)
@@ -45,6 +48,7 @@ def test_twenty_digits_get_one_number_on_every_page(model, test_digits):
         assert bits[0].item() == pytest.approx(direct, abs=1e-4)
 
 
+@pytest.mark.slow  # the whole test set, twice
 def test_over_the_test_set_the_explorers_number_is_flow_evaluates(model, test_digits):
     seed = 0
     total = sum(explorer_bits(model, batch, seed) * len(batch) for batch in test_digits.split(1000))
