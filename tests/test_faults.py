@@ -205,8 +205,9 @@ def test_broken_checkpoint_files_are_listed_as_unusable_and_every_page_still_wor
     assert not marker.exists()  # the pickle was never unpickled
 
 
-def test_a_checkpoint_with_nan_weights_gives_a_message_not_a_traceback(app_dirs):
+def test_a_checkpoint_with_nan_weights_is_listed_as_unusable_and_never_picked(app_dirs):
     checkpoints, _ = app_dirs
+    shutil.copy(CHECKPOINT_DIR / "toy-2d-moons.safetensors", checkpoints)
     model = load_checkpoint(CHECKPOINT_DIR / "seed-mlp-mnist.safetensors")
     state = {k: v.clone().contiguous() for k, v in model.state_dict().items()}
     next(v for v in state.values() if v.is_floating_point()).fill_(float("nan"))
@@ -216,9 +217,13 @@ def test_a_checkpoint_with_nan_weights_gives_a_message_not_a_traceback(app_dirs)
     with pytest.raises(CheckpointError, match="NaN"):
         load_checkpoint(checkpoints / "nan.safetensors")
     at = AppTest.from_file(APP, default_timeout=60)
-    at.session_state["model_path"] = str(checkpoints / "nan.safetensors")  # names and shapes are right: listed
+    at.session_state["model_path"] = str(checkpoints / "nan.safetensors")  # as an old session may hold it
     at.switch_page("app_pages/latent.py").run()
-    assert not at.exception and "NaN" in texts(at.error) and "Pick another model" in texts(at.error)
+    assert not at.exception
+    picker = at.sidebar.selectbox(key="model_path")  # a diverged model is no model: not offered, not kept
+    assert [o.split(" ·")[0] for o in picker.options] == ["toy-2d-moons"]
+    assert picker.value == str(checkpoints / "toy-2d-moons.safetensors")
+    assert any("nan.safetensors" in c.value and "NaN" in c.value for c in at.sidebar.expander[0].caption)
 
 
 # ----- a learning rate that makes training diverge -----------------------------------------------------------------
