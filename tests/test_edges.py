@@ -285,6 +285,7 @@ def test_a_run_folder_that_cannot_be_made_is_one_error_line(cli, tmp_path):
     assert code == EXIT_WRITE_FAILED and "cannot write to the run folder" in one_error_line(stderr)
 
 
+@pytest.mark.integration  # trains twice
 def test_an_unreadable_optimizer_state_is_started_afresh_with_a_warning(cli, tmp_path):
     run = tmp_path / "r"
     args = [*TOY, "--limit-train", "64", "--batch-size", "32", "--run-dir", str(run)]

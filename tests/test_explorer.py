@@ -107,6 +107,7 @@ def test_decomposition_adds_up_to_the_digits_bits_per_dim(digit, path):
     assert centres.bits_per_dim < bpd - 0.1  # the bin centre's density is far above the digit's probability
 
 
+@pytest.mark.integration  # a 784 x 784 Jacobian per block
 def test_every_block_inverts_and_its_logdet_matches_autograd(digit):
     model = load_checkpoint(REALNVP)
     steps = explore.explore(model, digit, seed=0)

@@ -36,7 +36,7 @@ def small_realnvp():
     return randomize(build_model("realnvp", width=8, res_blocks=1), 0.02).eval()
 
 
-@pytest.fixture(scope="module", params=["seed-mlp", "realnvp"])
+@pytest.fixture(scope="module", params=["seed-mlp", pytest.param("realnvp", marks=pytest.mark.integration)])
 def model(request):
     """The shipped (trained) single-scale model, and a small multi-scale one with random weights."""
     if request.param == "seed-mlp":

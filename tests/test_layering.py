@@ -47,6 +47,7 @@ def test_the_check_catches_a_forbidden_import(tmp_path):
     assert "plotly" in imported_packages(module) - STDLIB - LIBRARY_MAY_IMPORT
 
 
+@pytest.mark.integration  # a fresh interpreter that imports torch and every module
 def test_in_a_fresh_interpreter_flow_is_cheap_the_catalog_spares_the_trainer_and_flow_loads_no_app():
     """One process, three snapshots of sys.modules: after `import flow` and the torch-free helpers, after the
     catalog, after every library module."""
