@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import pairwise
 
 import numpy as np
 import torch
@@ -174,7 +175,7 @@ def blocks(model: Flow) -> list[Transform | None]:
 def _roundtrip(model: Flow, trace: list[TraceStep]) -> np.ndarray:
     """Entry i's inversion error: the largest |h_{i-1} - f_i^-1(f_i(h_{i-1}))| over its input."""
     errors = [0.0]
-    for k, (before, after) in enumerate(zip(trace, trace[1:])):
+    for k, (before, after) in enumerate(pairwise(trace)):
         back = model.transform.step(k, after.output, after.factored, "inverse")[0]
         errors.append((back - before.output).abs().max().item())
     return np.array(errors)

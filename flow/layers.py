@@ -227,6 +227,7 @@ class MultiScale(Transform):
 
     @property
     def stages(self) -> list[Stage]:
+        """(name, transform) per stage in flow order; FACTOR_OUT (None) for the factor-outs."""
         return [(name, None if k is None else self.steps[k]) for name, k in zip(self.names, self._position)]
 
     def step(self, k: int, h: Tensor, zs: list[Tensor], mode: Mode = "forward"

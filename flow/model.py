@@ -8,7 +8,16 @@ import torch
 from torch import Tensor, nn
 
 from flow.coupling import NVPBlock, channel_mask, checkerboard_mask, half_mask
-from flow.layers import FACTOR_OUT, ActNorm, Logit, MultiScale, Squeeze, Stage, TraceStep, dequantize
+from flow.layers import (
+    FACTOR_OUT,
+    ActNorm,
+    Logit,
+    MultiScale,
+    Squeeze,
+    Stage,
+    TraceStep,
+    dequantize,
+)
 from flow.nets import MLPNet, ResNet
 
 LOG_2PI = math.log(2 * math.pi)

@@ -4,7 +4,10 @@ import math
 
 import pytest
 import torch
+from safetensors import safe_open
 
+from flow.checkpoint import load_checkpoint
+from flow.files import ROOT
 from flow.layers import noise_for
 from flow.model import build_model, prior_log_prob
 from tests.helpers import SMALL_MULTISCALE, randomize
@@ -137,3 +140,18 @@ def test_integer_pixels_of_any_dtype_are_8_bit_images_and_anything_else_is_refus
         model.decode(torch.zeros(2, 1, 8, 8))
     with pytest.raises(ValueError, match="NaN"):
         model.decode(torch.full((1, 64), float("nan")))
+
+
+@pytest.mark.parametrize("name", ["realnvp-mnist", "seed-mlp-mnist", "toy-2d-moons"])
+def test_checkpoints_with_the_old_block_names_still_load(name):
+    """The shipped files name a block's weights steps.N, N its index in `Flow.names` (no logit, factor-outs
+    counted); a loaded model holds each of them in that block."""
+    path = ROOT / "checkpoints" / f"{name}.safetensors"
+    with safe_open(str(path), framework="pt") as f:
+        stored = {key: f.get_tensor(key) for key in f.keys()}
+    model = load_checkpoint(path)
+    assert all(key.startswith("steps.") for key in stored) and len(stored) == len(model.state_dict())
+    blocks = dict(model.transform.stages)
+    for key, value in stored.items():
+        _, n, rest = key.split(".", 2)
+        assert torch.equal(blocks[model.names[int(n)]].state_dict()[rest], value), key
