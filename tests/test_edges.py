@@ -86,6 +86,7 @@ def test_actnorm_initialises_finite_and_keeps_scale_one_where_there_is_no_spread
     assert torch.allclose(spread[~flat], torch.ones(()), atol=1e-4)  # and real spread normalised
 
 
+@pytest.mark.integration  # trains
 def test_training_on_one_example_finishes_with_a_finite_model(cli, tmp_path):
     run = tmp_path / "one"
     code, stderr = train_here(cli, *TOY, "--limit-train", "1", "--batch-size", "1", "--epochs", "2", "--run-dir", str(run))
@@ -168,6 +169,7 @@ def test_stop_right_after_launch_ends_the_run_as_stopped(runs_root, delay):
 
 # ----- 4. divergence that slipped into a "good" checkpoint -----------------------------------------------------------
 
+@pytest.mark.integration  # trains
 @pytest.mark.parametrize("lr", ["1000", "1"])
 def test_a_run_that_blows_up_never_writes_a_bad_checkpoint_and_does_not_finish(cli, tmp_path, lr):
     run = tmp_path / f"lr{lr}"

@@ -90,6 +90,7 @@ def test_coupling_maps_are_the_blocks_own_mask_scale_and_shift(digit):
 
 
 # ----- the numbers on the page ------------------------------------------------------------------------
+@pytest.mark.integration  # traces the shipped realnvp
 @pytest.mark.parametrize("path", [REALNVP, SEED_MLP])
 def test_decomposition_adds_up_to_the_digits_bits_per_dim(digit, path):
     model = load_checkpoint(path)
@@ -141,6 +142,7 @@ def test_gaussianity_numbers():
     assert np.isclose((dens * (centres[1] - centres[0])).sum(), 1.0)
 
 
+@pytest.mark.integration  # traces the shipped realnvp both ways
 def test_trained_flow_makes_the_digit_gaussian_and_generation_inverts_it(digit):
     model = load_checkpoint(REALNVP)
     steps = explore.explore(model, digit, seed=0)
