@@ -6,8 +6,6 @@ import signal
 import pytest
 import torch
 
-from tests.helpers import randomize  # noqa: F401  (old import path, until every module imports tests.helpers)
-
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -294,7 +294,7 @@ def test_page_renders_for_a_2d_model_in_both_directions():
 @pytest.mark.slow
 @pytest.mark.integration
 def test_without_any_2d_model_a_short_training_is_offered_run_and_explored(monkeypatch, tmp_path):
-    """A real training run of about 20 s, launched from the page through flow.jobs, then opened."""
+    """A real training run of about 20 s, launched from the page through app.jobs, then opened."""
     (tmp_path / "realnvp-mnist.safetensors").write_bytes(REALNVP.read_bytes())
     only_here = partial(list_models, tmp_path)  # tmp_path/*.safetensors and tmp_path/runs/*
     monkeypatch.setattr(ui.sidebar, "list_models", only_here)
