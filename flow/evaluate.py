@@ -10,8 +10,11 @@ import torch
 from torch import Tensor
 
 from flow.checkpoint import CheckpointError, load_checkpoint
-from flow.data import load_dataset
+from flow.data import MNISTUnavailable, load_dataset
+from flow.distributed import DeviceError, pick_device
 from flow.model import Flow
+from flow.options import Option
+from flow.run_protocol import EXIT_REFUSED
 
 
 @torch.no_grad()
@@ -31,18 +34,13 @@ def evaluate_bpd(model: Flow, data: Tensor, batch_size: int = 500, seed: int = 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    # imported here: flow.train imports this module
-    from flow.data import MNISTUnavailable
-    from flow.distributed import DeviceError, pick_device
-    from flow.run_protocol import EXIT_REFUSED
-    from flow.train import bounded
-
     p = argparse.ArgumentParser(prog="python -m flow.evaluate", description=__doc__)
     p.add_argument("--checkpoint", required=True, help="a .safetensors checkpoint")
-    p.add_argument("--limit", type=bounded(int, 1), default=None, help="only the first N test examples")
-    p.add_argument("--batch-size", type=bounded(int, 1), default=500)
+    for option in (Option("limit", int, None, "only the first N test examples", low=1),
+                   Option("batch_size", int, 500, "examples per forward pass", low=1),
+                   Option("seed", int, 0, "seed of the dequantization noise", low=0, high=2**32 - 1)):
+        p.add_argument(option.flag, type=option.parse, default=option.default, help=option.help)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N, mps or auto")
-    p.add_argument("--seed", type=bounded(int, 0, high=2**32 - 1), default=0, help="seed of the dequantization noise")
     args = p.parse_args(argv)
     try:
         model = load_checkpoint(args.checkpoint, pick_device(args.device))

@@ -23,9 +23,14 @@ from flow.nets import MLPNet, ResNet
 LOG_2PI = math.log(2 * math.pi)
 
 
+MLP_FIELDS = ("n_blocks", "hidden")
+MULTISCALE_FIELDS = ("n_scales", "squeeze_first", "couplings_per_half", "final_couplings", "width", "res_blocks",
+                     "head_kernel")
+
+
 @dataclass
 class FlowConfig:
-    """Everything that fixes a model's architecture (and its default training settings)."""
+    """Everything that fixes a model's architecture (the training settings are `flow.options`')."""
 
     shape: tuple[int, ...] = (1, 28, 28)  # one example: (C, H, W) images or (D,) points
     coupling: str = "resnet"  # "mlp": half-split MLP couplings; "resnet": the multi-scale conv flow
@@ -42,9 +47,6 @@ class FlowConfig:
     width: int = 64
     res_blocks: int = 2
     head_kernel: int = 3  # kernel of the last conv, the one that outputs s and t
-    # training defaults
-    lr: float = 1e-3
-    batch_size: int = 64
 
     def __post_init__(self) -> None:
         """Refuses a configuration that cannot build a working model, with the reason (ValueError)."""
@@ -76,40 +78,54 @@ class FlowConfig:
             raise ValueError(f"coupling must be 'mlp' or 'resnet' (got {self.coupling!r})")
         if self.coupling == "resnet" and len(self.shape) != 3:
             raise ValueError(f"coupling 'resnet' convolves images: it needs a shape (C, H, W), not {self.shape}")
+        unused = MULTISCALE_FIELDS if self.coupling == "mlp" else MLP_FIELDS
+        if stray := [f.name for f in fields(self) if f.name in unused and getattr(self, f.name) != f.default]:
+            raise ValueError(f"{', '.join(stray)} only shape{'s' if len(stray) == 1 else ''} the "
+                             f"{'resnet' if self.coupling == 'mlp' else 'mlp'} coupling, not {self.coupling!r}: "
+                             "leave it at its default")
         if self.head_kernel % 2 == 0:
             raise ValueError(f"head_kernel must be odd (got {self.head_kernel}): an even kernel changes the map's size")
 
     @classmethod
     def from_dict(cls, d: dict) -> "FlowConfig":
         known = [f.name for f in fields(cls)]
+        if training := [k for k in d if k in TRAINING_FIELDS]:
+            flags = " and ".join("--" + k.replace("_", "-") for k in training)
+            raise ValueError(f"{', '.join(training)}: training options, not part of the architecture: pass {flags}")
         unknown = set(d) - set(known)
         if unknown:
             raise ValueError(f"unknown config fields: {', '.join(sorted(unknown))} (the fields are {', '.join(known)})")
         return cls(**d)
 
 
-PRESETS: dict[str, tuple[FlowConfig, str]] = {
-    "seed-mlp": (
-        FlowConfig(coupling="mlp", actnorm=False, n_blocks=4, hidden=(64, 128, 128, 64), lr=1e-3),
-        "the seed design: 4 half-split MLP couplings on the flattened 784-dim image",
-    ),
-    "realnvp": (
-        FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, width=32, res_blocks=2, lr=1e-3),
-        "the paper's multi-scale conv Real NVP, squeezed to 14x14x4 first, sized for 2 CPU cores",
-    ),
-    "realnvp-fast": (
-        FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, couplings_per_half=6, final_couplings=8,
-                   width=32, res_blocks=0, head_kernel=1, lr=1.5e-2, batch_size=32),
-        "twice the couplings, each s/t net one 3x3 conv layer and a 1x1 head; batch 32, lr 1.5e-2: "
-        "the lowest bits/dim in 10 CPU minutes, though its samples are rougher than realnvp's",
-    ),
-    "toy-2d": (
-        FlowConfig(shape=(2,), coupling="mlp", preprocess=False, n_blocks=8, hidden=(64, 64), lr=1e-3,
-                   batch_size=256),
-        "8 MLP couplings with ActNorm for 2-D toy data",
-    ),
+@dataclass(frozen=True)
+class Preset:
+    """A named model: its architecture, the training defaults it was tuned with, and one line about it."""
+
+    config: FlowConfig
+    lr: float
+    batch_size: int
+    summary: str
+
+
+PRESETS: dict[str, Preset] = {
+    "seed-mlp": Preset(FlowConfig(coupling="mlp", actnorm=False, n_blocks=4, hidden=(64, 128, 128, 64)),
+                       lr=1e-3, batch_size=64, summary="the seed design: 4 half-split MLP couplings on the flat image"),
+    "realnvp": Preset(FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, width=32, res_blocks=2),
+                      lr=1e-3, batch_size=64, summary="the paper's multi-scale conv Real NVP, sized for 2 CPU cores"),
+    "realnvp-fast": Preset(FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, couplings_per_half=6,
+                                      final_couplings=8, width=32, res_blocks=0, head_kernel=1),
+                           lr=1.5e-2, batch_size=32, summary="twice the couplings, each one conv layer and a 1x1 head"),
+    "toy-2d": Preset(FlowConfig(shape=(2,), coupling="mlp", preprocess=False, n_blocks=8, hidden=(64, 64)),
+                     lr=1e-3, batch_size=256, summary="8 MLP couplings with ActNorm for 2-D toy data"),
 }
-IMAGE_PRESETS = [name for name, (config, _) in PRESETS.items() if len(config.shape) == 3]  # the MNIST ones
+IMAGE_PRESETS = [name for name, p in PRESETS.items() if len(p.config.shape) == 3]  # the MNIST ones
+TRAINING_FIELDS = ("lr", "batch_size")  # were FlowConfig fields once: older checkpoint headers still hold them
+
+
+def default_data(preset: str) -> str:
+    """The data set a preset trains on unless told otherwise: MNIST for the image presets, else moons."""
+    return "mnist" if preset in IMAGE_PRESETS else "moons"
 
 
 def fits_data(preset: str, data: str) -> bool:
@@ -340,7 +356,7 @@ def build_model(preset_or_config: str | FlowConfig | dict, **overrides) -> Flow:
     if isinstance(preset_or_config, str):
         if preset_or_config not in PRESETS:
             raise ValueError(f"unknown preset {preset_or_config!r}; choose from {', '.join(PRESETS)}")
-        base = PRESETS[preset_or_config][0]
+        base = PRESETS[preset_or_config].config
     elif isinstance(preset_or_config, dict):
         base = FlowConfig.from_dict(preset_or_config)
     else:

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -28,10 +28,11 @@ from tqdm import tqdm
 
 from flow import distributed as dd
 from flow.checkpoint import CheckpointError, atomic_write, load_checkpoint, model_problem, save_checkpoint
-from flow.data import DATASETS, MNISTUnavailable, load_dataset
+from flow.data import MNISTUnavailable, load_dataset
 from flow.evaluate import evaluate_bpd
 from flow.layers import dequantize
-from flow.model import IMAGE_PRESETS, PRESETS, FlowConfig, build_model, fits_data, prior_log_prob
+from flow.model import PRESETS, FlowConfig, build_model, default_data, fits_data, prior_log_prob
+from flow.options import add_arguments
 from flow.run_protocol import EXIT_CRASHED, EXIT_DIVERGED, EXIT_REFUSED, EXIT_WRITE_FAILED, batch_problem
 from flow.viz import samples_picture
 
@@ -118,23 +119,6 @@ class RunFolder:
                     atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
 
 
-def bounded(cast: type, low: float, above: bool = False, high: float | None = None) -> Callable[[str], float]:
-    """An argparse type: a finite number of type `cast`, at least `low` (above it if `above`), at most `high`."""
-    what = "a whole number" if cast is int else "a number"
-    rule = f"{what} {'above' if above else 'of at least'} {low:g}" + (f" and at most {high:g}" if high else "")
-
-    def parse(text: str) -> float:
-        try:
-            value = cast(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < low or (above and value == low) or (high and value > high):
-            raise argparse.ArgumentTypeError(f"must be {rule} (got {text!r})")
-        return value
-
-    return parse
-
-
 def override(text: str) -> tuple[str, object]:
     """--set FIELD=VALUE -> (FIELD, VALUE read as JSON, or as a string where it is not JSON)."""
     key, equals, value = text.partition("=")
@@ -154,28 +138,12 @@ def lr_factor(progress: float, step: int, warmup: int, schedule: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    presets = "\n".join(f"  {name:12s} {desc}" for name, (_, desc) in PRESETS.items())
+    presets = "\n".join(f"  {name:12s} {p.summary} (batch {p.batch_size}, lr {p.lr:g})" for name, p in PRESETS.items())
     p = argparse.ArgumentParser(prog="python -m flow.train", description=__doc__ + "\npresets:\n" + presets,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", choices=list(PRESETS), default="realnvp")
-    p.add_argument("--data", choices=DATASETS, default=None, help="default: mnist, or moons for toy-2d")
-    p.add_argument("--epochs", type=bounded(int, 1), default=10)
-    p.add_argument("--batch-size", type=bounded(int, 1), default=None, help="per process; default: the preset's")
-    p.add_argument("--lr", type=bounded(float, 0, above=True), default=None, help="default: the preset's")
-    p.add_argument("--seed", type=bounded(int, 0, high=2**32 - 1), default=0)
+    add_arguments(p)  # the options the app's New-run form offers too (flow.options)
     p.add_argument("--run-dir", type=Path, default=None, help="default: checkpoints/runs/<preset>-<time>")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
-    p.add_argument("--weight-decay", type=bounded(float, 0), default=0.0, help="L2 penalty; the paper used 5e-5")
-    p.add_argument("--grad-clip", type=bounded(float, 0), default=100.0, help="max gradient norm (0: off)")
-    p.add_argument("--schedule", choices=["cosine", "constant"], default="cosine")
-    p.add_argument("--warmup", type=bounded(int, 0), default=200, help="learning-rate warm-up steps")
-    p.add_argument("--time-limit", type=bounded(float, 0, above=True), default=None,
-                   help="stop after this many seconds of training")
-    p.add_argument("--limit-train", type=bounded(int, 1), default=None, help="train on the first N examples only")
-    p.add_argument("--limit-test", type=bounded(int, 1), default=None,
-                   help="evaluate on the first N test examples only")
-    p.add_argument("--max-steps", type=bounded(int, 1), default=None, help="stop after this many optimizer steps")
-    p.add_argument("--log-every", type=bounded(int, 1), default=20, help="steps between metrics lines")
     p.add_argument("--set", dest="overrides", type=override, action="append", default=[], metavar="FIELD=VALUE",
                    help="override an architecture field of the preset, e.g. --set width=32")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
@@ -242,7 +210,7 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
             raise RunError(f"the run has already trained {start_epoch} epochs; pass --epochs above that")
     else:
         preset = args.preset
-        data_name = args.data or ("mnist" if preset in IMAGE_PRESETS else "moons")
+        data_name = args.data or default_data(preset)
         if not fits_data(preset, data_name):
             raise RunError(f"preset {preset} does not fit data set {data_name}")
         try:
@@ -252,8 +220,9 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
         model = build_model(config).to(device)
         start_epoch, step, elapsed_before = 0, 0, 0.0
     previous = model.metadata if args.resume else {}
-    batch_size = args.batch_size or previous.get("batch_size", config.batch_size)
-    lr = args.lr if args.lr is not None else previous.get("lr", config.lr)
+    tuned = PRESETS.get(preset)  # a resumed run keeps its own settings; a preset's are the defaults
+    batch_size = args.batch_size or previous.get("batch_size") or tuned.batch_size
+    lr = args.lr if args.lr is not None else previous.get("lr") or tuned.lr
 
     train_x, test_x = load_data(data_name, args.limit_train, args.limit_test)
     check_fit(config, data_name, train_x)

@@ -41,7 +41,7 @@ def test_train_page_renders_with_no_runs(runs_root):
 
 @pytest.mark.parametrize("values, message", [
     ({"epochs": 0}, "Epochs must be a whole number of at least 1"),
-    ({"lr": -0.001}, "Learning rate must be a positive number"),
+    ({"lr": -0.001}, "Learning rate must be a number above 0"),
     ({"name": "../escape"}, "no '/' and no '..'"),
     ({"name": "runs/mine"}, "no '/' and no '..'"),
     ({"preset": "toy-2d", "data": "mnist"}, "does not fit data set mnist"),
@@ -84,7 +84,7 @@ def test_a_crashed_run_shows_as_failed_with_the_last_lines_of_its_log(runs_root)
 
 
 def test_launch_from_the_page_then_a_second_session_sees_it_then_stop_and_delete(runs_root):
-    at = fill(app("app_pages/train.py"), preset="toy-2d", data="moons", epochs=1000, name="from-page", batch=64,
+    at = fill(app("app_pages/train.py"), preset="toy-2d", data="moons", epochs=1000, name="from-page", batch_size=64,
               limit_train=512, limit_test=256)
     assert not at.error and "Launched **from-page**" in texts(at.success)
     run = jobs.get_run("from-page")

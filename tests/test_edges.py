@@ -20,7 +20,7 @@ from app.catalog import list_models
 from flow.checkpoint import MAX_TEST_BPD, CheckpointError, load_checkpoint, model_problem, save_checkpoint
 from flow.files import ROOT
 from flow.layers import ActNorm
-from flow.model import build_model
+from flow.model import PRESETS, build_model
 from flow.run_protocol import EXIT_DIVERGED, EXIT_REFUSED, EXIT_WRITE_FAILED
 from tests.app_helpers import app, fill, texts, tiny
 from tests.helpers import ENV, train, wait_for
@@ -140,7 +140,7 @@ def test_a_training_set_of_exactly_one_batch_trains(cli, tmp_path):
 ])
 def test_the_train_page_check_uses_the_batch_the_trainer_will_use(runs_root, preset, data, limit, batch):
     spec = jobs.RunSpec(preset=preset, data=data, epochs=1, name="small", batch_size=batch, limit_train=limit)
-    used = batch or build_model(preset).config.batch_size
+    used = batch or PRESETS[preset].batch_size
     problems = jobs.validate(spec)
     assert any(f"Batch size {used} is larger than the {limit} training examples" in p for p in problems), problems
     spec.limit_train = used  # one full batch: accepted
@@ -219,8 +219,9 @@ def test_diverged_checkpoints_are_never_offered_by_the_app(tmp_path, monkeypatch
     ({"head_kernel": 2}, "head_kernel must be odd"),
     ({"coupling": "glow"}, "coupling must be 'mlp' or 'resnet'"),
     ({"actnorm": "yes"}, "actnorm must be true or false"),
-    ({"lr": 0}, "lr must be a number above 0"),
-    ({"batch_size": -1}, "batch_size must be a whole number of at least 1"),
+    ({"lr": 0.01}, "lr: training options, not part of the architecture: pass --lr"),
+    ({"batch_size": 8}, "batch_size: training options, not part of the architecture: pass --batch-size"),
+    ({"hidden": [8]}, "hidden only shapes the mlp coupling, not 'resnet': leave it at its default"),
 ])
 def test_a_configuration_that_cannot_work_is_refused_when_the_model_is_built(overrides, reason):
     with pytest.raises(ValueError) as e:

@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -12,7 +13,7 @@ import torch
 
 from app import jobs
 from flow.checkpoint import save_checkpoint
-from flow.data import load_dataset
+from flow.data import dataset_size, example_shape, load_dataset
 from flow.model import build_model
 from flow.run_protocol import EXIT_REFUSED
 from tests.app_helpers import tiny
@@ -134,8 +135,10 @@ def test_the_limit_counts_command_line_runs_and_is_a_setting(runs_root, monkeypa
 
 @pytest.mark.parametrize("change, message", [
     ({"epochs": 0}, "Epochs must be a whole number of at least 1"),
-    ({"lr": -0.001}, "Learning rate must be a positive number"),
-    ({"lr": 0.0}, "Learning rate must be a positive number"),
+    ({"lr": -0.001}, "Learning rate must be a number above 0, or empty for the default"),
+    ({"lr": 0.0}, "Learning rate must be a number above 0"),
+    ({"lr": "fast"}, "Learning rate must be a number above 0"),
+    ({"log_every": 0}, "Log every (steps) must be a whole number of at least 1"),
     ({"name": "../escape"}, "no '/' and no '..'"),
     ({"name": "a/b"}, "no '/' and no '..'"),
     ({"name": "x..y"}, "no '/' and no '..'"),
@@ -146,14 +149,16 @@ def test_the_limit_counts_command_line_runs_and_is_a_setting(runs_root, monkeypa
     ({"preset": "realnvp"}, "does not fit data set moons"),
     ({"seed": -1}, "Seed must be"),
     ({"threads": 0}, "Threads must be between 1"),
-    ({"limit_train": 0}, "Training examples must be at least 1"),
+    ({"limit_train": 0}, "Training examples must be a whole number of at least 1, or empty"),
+    ({"limit_test": 2.5}, "Test examples must be a whole number of at least 1, or empty"),
 ])
 def test_bad_specs_are_refused_before_anything_starts(runs_root, change, message):
+    """The form's checks are the command line's (flow.options), worded with the form's labels."""
     spec = tiny("ok")
     for key, value in change.items():
         setattr(spec, key, value)
     assert any(message in p for p in jobs.validate(spec)), jobs.validate(spec)
-    with pytest.raises(jobs.JobError, match="(?s)" + message.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(jobs.JobError, match="(?s)" + re.escape(message)):
         jobs.launch(spec)
     assert list(runs_root.iterdir()) == []
 
@@ -186,6 +191,9 @@ def test_metrics_progress_eta_and_units(tmp_path):
     assert jobs.progress(run, jobs.read_metrics(tmp_path / "none")) is None
 
 
-def test_train_sizes_match_the_data_sets():
-    assert [jobs.train_size(name) for name in ("moons", "mnist")] == [len(load_dataset("moons", "train")),
-                                                                      len(load_dataset("mnist", "train"))]
+@pytest.mark.parametrize("name", ["moons", "mnist"])
+def test_sizes_and_shapes_match_the_data_sets(name):
+    for split in ("train", "test"):
+        data = load_dataset(name, split)
+        assert dataset_size(name, split) == len(data) and example_shape(name) == tuple(data.shape[1:])
+    assert jobs.data_dim(name) == math.prod(example_shape(name))

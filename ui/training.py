@@ -31,42 +31,45 @@ def _show_refusal(e: jobs.JobError) -> None:
     st.error("\n".join(f"- {line}" for line in str(e).splitlines()), icon="🚫")
 
 
-def _defaults(field: str) -> str:
-    return "Empty: the preset's own. " + ", ".join(f"{k}: {getattr(c, field):g}" for k, (c, _) in PRESETS.items())
+FORM_START = {"epochs": 3, "log_every": 10}  # where the form starts: a short run, a dense live chart
+PLACEHOLDER = {"batch_size": "preset's", "lr": "preset's", "limit_train": "all", "limit_test": "all"}
+STEP = {"lr": 1e-4, "limit_train": 1000, "limit_test": 1000}
+
+
+def _help(option) -> str:
+    """The option's own help, with each preset's value where the preset decides."""
+    tuned = ", ".join(f"{k}: {getattr(p, option.name):g}" for k, p in PRESETS.items()) \
+        if option.name in ("batch_size", "lr") else ""
+    return option.help + (f". Empty: the preset's own ({tuned})." if tuned else "")
 
 
 def new_run_form(expanded: bool) -> None:
-    """The form; a valid one starts a background run and selects it, a bad one is refused with reasons."""
+    """The form (its fields are flow.options' declaration); a valid one starts a background run and selects
+    it, a bad one is refused with reasons."""
     with st.expander("New run", icon="➕", expanded=expanded), st.form("new_run", border=False):
         c = st.columns(3)
-        preset = c[0].selectbox("Preset", list(PRESETS), key="f_preset",
-                                help="\n".join(f"- **{k}**: {desc}" for k, (_, desc) in PRESETS.items()))
-        data = c[1].selectbox("Data set", DATASETS, key="f_data", format_func=_data_label,
-                              help=f"{', '.join(IMAGE_PRESETS)} model MNIST; toy-2d models the 2-D sets.")
-        name = c[2].text_input("Run name", key="f_name", placeholder="empty: preset-data-date-time",
-                               help="Names the folder checkpoints/runs/<name>.")
-        c = st.columns(4)
-        epochs = c[0].number_input("Epochs", value=3, step=1, key="f_epochs")
-        batch = c[1].number_input("Batch size", value=None, step=1, key="f_batch", placeholder="preset's",
-                                help=_defaults("batch_size"))
-        lr = c[2].number_input("Learning rate", value=None, step=1e-4, format="%.5f", key="f_lr",
-                               placeholder="preset's", help=_defaults("lr"))
-        seed = c[3].number_input("Seed", value=0, step=1, key="f_seed")
-        c = st.columns(4)
-        limit_train = c[0].number_input("Training examples", value=None, step=1000, key="f_limit_train",
-                                        placeholder="all", help="Train on the first N only: a quick demonstration.")
-        limit_test = c[1].number_input("Test examples", value=None, step=1000, key="f_limit_test", placeholder="all",
-                                       help="Evaluate test bits/dim on the first N only (faster epochs).")
-        log_every = c[2].number_input("Log every (steps)", value=10, step=1, key="f_log_every")
-        threads = c[3].number_input("CPU threads", value=1, step=1, key="f_threads",
-                                    help="Leave a core to the app: on 2 cores, 1 thread.")
+        values = {
+            "preset": c[0].selectbox("Preset", list(PRESETS), key="f_preset",
+                                     help="\n".join(f"- **{k}**: {p.summary}" for k, p in PRESETS.items())),
+            "data": c[1].selectbox("Data set", DATASETS, key="f_data", format_func=_data_label,
+                                   help=f"{', '.join(IMAGE_PRESETS)} model MNIST; toy-2d models the 2-D sets."),
+            "name": c[2].text_input("Run name", key="f_name", placeholder="empty: preset-data-date-time",
+                                    help="Names the folder checkpoints/runs/<name>.").strip(),
+        }
+        numbers = [o for o in jobs.FORM_OPTIONS if not o.choices]
+        for i, o in enumerate(numbers):
+            if i % 4 == 0:
+                c = st.columns(4)
+            values[o.name] = c[i % 4].number_input(
+                o.label, value=FORM_START.get(o.name, o.default), step=STEP.get(o.name, 1),
+                format="%.5f" if o.kind is float else None, key=f"f_{o.name}",
+                placeholder=PLACEHOLDER.get(o.name), help=_help(o))
+        values["threads"] = c[len(numbers) % 4].number_input("CPU threads", value=1, step=1, key="f_threads",
+                                                            help="Leave a core to the app: on 2 cores, 1 thread.")
         launched = st.form_submit_button("Launch", type="primary", icon="🚀")
     if launched:
-        spec = jobs.RunSpec(preset=preset, data=data, epochs=epochs, batch_size=batch, lr=lr, seed=seed,
-                            name=name.strip(), limit_train=limit_train, limit_test=limit_test, log_every=log_every,
-                            threads=threads)
         try:
-            run = jobs.launch(spec)
+            run = jobs.launch(jobs.RunSpec(**values))
         except jobs.JobError as e:
             _show_refusal(e)
         else:

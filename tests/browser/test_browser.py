@@ -44,7 +44,7 @@ def fill_new_run(page, name: str) -> None:
     """A toy run that trains for as long as it is let: 8 steps of 64 points an epoch, a chart point every 2."""
     choose(page, "f_preset", "toy-2d")
     choose(page, "f_data", "moons (2-D)")
-    for key, value in {"f_name": name, "f_epochs": 1000, "f_batch": 64, "f_limit_train": 512,
+    for key, value in {"f_name": name, "f_epochs": 1000, "f_batch_size": 64, "f_limit_train": 512,
                        "f_limit_test": 256, "f_log_every": 2}.items():
         page.locator(f".st-key-{key} input").fill(str(value))
 
