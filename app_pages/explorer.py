@@ -12,6 +12,7 @@ from ui.digits import digit_input
 from ui.noise import noise_seed_input
 from ui.player import player
 from ui.sidebar import KEY as MODEL_KEY, current_model
+from ui.url_state import BIND
 
 PLAIN = {"displayModeBar": False}  # no plotly toolbar over the small maps
 
@@ -132,8 +133,11 @@ def toy_training_offer() -> None:
         if any(e.error is None and not e.is_image_model for e in list_models()):
             st.caption("To see the flow bend the plane (paper Fig. 1), pick a **toy-2d** model in the sidebar.")
             return
+        from ui.classroom import notice  # here, not at the top: this function is the page's only launcher
         st.info("There is no 2-D model yet. Train a small one here in about 20 seconds to watch a flow bend "
                 "the plane.")
+        if not notice("explorer", "train a model"):  # a student's browser in classroom mode: no launch button
+            return
         c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
         data = c1.selectbox("Toy data set", TOY_SETS, key="toy_data")
         if c2.button("Train a 2-D model (about 20 s)", key="toy_train"):
@@ -184,7 +188,7 @@ if entry.is_image_model:
     with st.container(border=True):
         digit = digit_input("explorer", "Digit")
         mode, seed_box = st.columns([3, 2], vertical_alignment="bottom")
-        with_noise = mode.radio("Trace", TRACE_MODES, key="trace_mode", horizontal=True,
+        with_noise = mode.radio("Trace", TRACE_MODES, key="trace_mode", horizontal=True, bind=BIND,
                                 help="The model was trained on pixels plus uniform noise: that is what it "
                                      "turns into Gaussian noise. Without the noise, at the bin centres, it "
                                      "gives a much shorter, non-Gaussian code.") == TRACE_MODES[0]
@@ -209,7 +213,7 @@ if entry.is_image_model:
                 f"{noise_seed}` score it.{card} Another noise draw moves one digit's figure by a few hundredths.")
 
     st.header("Digit → noise")
-    units = st.segmented_control("Likelihood in", ["nats", "bits/dim"], default="bits/dim", key="units")
+    units = st.segmented_control("Likelihood in", ["nats", "bits/dim"], default="bits/dim", key="units", bind=BIND)
 
     def audit(i: int) -> None:
         """How exactly this block and the whole flow invert, and its log-det against autograd's."""
@@ -270,12 +274,13 @@ if entry.is_image_model:
                 r"$z \sim \mathcal N(0, T^2 I)$ (a temperature $T < 1$ gives cleaner, less varied digits) or from "
                 r"the digit's own code $z = f(u)$, which comes back exactly: the flow is invertible.")
     c1, c2, c3 = st.columns([2, 2, 1])
-    start = c1.radio("Start from", ["noise z ~ N(0, T²I)", "the encoded digit"], key="gen_start", horizontal=True)
+    start = c1.radio("Start from", ["noise z ~ N(0, T²I)", "the encoded digit"], key="gen_start", horizontal=True,
+                     bind=BIND)
     if start == "the encoded digit":
         z, start_key = steps.states[-1].copy(), f"code:{source}:{seed}"
     else:
-        temperature = c2.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="gen_temperature")
-        gen_seed = c3.number_input("Seed", 0, 10**6, 0, key="gen_seed")
+        temperature = c2.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="gen_temperature", bind=BIND)
+        gen_seed = c3.number_input("Seed", 0, 10**6, 0, key="gen_seed", bind=BIND)
         z, start_key = model.latents(1, temperature, gen_seed), f"noise:{temperature}:{gen_seed}"
     back = generated(*ident, start_key, model, z)
     st.image(plots.filmstrip(back), caption="every step, from the latent (left) to the picture (right); each "
@@ -296,7 +301,8 @@ else:
                 "onto the data. The grid shows how space is stretched: where cells shrink going $x \\to z$, "
                 "the density $p(x) = \\mathcal N(z)\\,|\\det \\partial z/\\partial x|$ is high.")
     c1, c2, c3 = st.columns([2, 2, 1])
-    direction = c1.radio("Direction", ["inference x → z", "generation z → x"], key="toy_direction", horizontal=True)
+    direction = c1.radio("Direction", ["inference x → z", "generation z → x"], key="toy_direction", horizontal=True,
+                         bind=BIND)
     grid, per_line = explore.grid_lines()
     data = make_toy(entry.data, 1500, seed=1)
     if direction == "inference x → z":
@@ -304,8 +310,8 @@ else:
         steps = traced(*ident, "points", None, model, start)
         lines = traced(*ident, "grid", None, model, grid)
     else:
-        temperature = c2.slider("Temperature T", 0.1, 1.5, 1.0, 0.05, key="toy_temperature")
-        seed = c3.number_input("Seed", 0, 10**6, 0, key="toy_seed")
+        temperature = c2.slider("Temperature T", 0.1, 1.5, 1.0, 0.05, key="toy_temperature", bind=BIND)
+        seed = c3.number_input("Seed", 0, 10**6, 0, key="toy_seed", bind=BIND)
         start = model.latents(1500, temperature, seed)
         steps = generated(*ident, f"noise:{temperature}:{seed}", model, start)
         lines = generated(*ident, "grid", model, grid)

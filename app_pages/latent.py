@@ -10,6 +10,7 @@ from flow import latent
 from ui.digits import digit_input
 from ui.noise import noise_seed_input
 from ui.sidebar import current_model
+from ui.url_state import BIND
 
 st.title("🧭 Latent Playground")
 st.caption("The flow maps every digit x to a latent z = f(x) of the same size (784 numbers) and back "
@@ -41,8 +42,7 @@ def encode(digits: list[torch.Tensor]) -> torch.Tensor:
 
 
 def pick(key: str, label: str, default_class: str) -> torch.Tensor | None:
-    st.session_state.setdefault(f"{key}_class", default_class)
-    return digit_input(key, label)
+    return digit_input(key, label, default_class)
 
 
 def downloads(*files: tuple[str, bytes, str, str]) -> None:
@@ -58,13 +58,13 @@ def interpolation() -> None:
     with right:
         end = pick("to", "To", "8")
     c1, c2, c3 = st.columns([1, 1, 2])
-    n = c1.slider("Frames", 4, 32, 16, key="frames")
-    method = c2.radio("Path", latent.METHODS, key="method", horizontal=True,
+    n = c1.slider("Frames", 4, 32, 16, key="frames", bind=BIND)
+    method = c2.radio("Path", latent.METHODS, key="method", horizontal=True, bind=BIND,
                       help="slerp: the direction turns along the great circle and the length changes "
                            "linearly, so the path stays on the shell where Gaussian latents live. "
                            "linear: the straight line, which cuts inside that shell.")
     parts = latent.latent_parts(model)
-    part = c3.radio("Latents that move", parts, key="part", disabled=len(parts) == 1,
+    part = c3.radio("Latents that move", parts, key="part", disabled=len(parts) == 1, bind=BIND,
                     captions=[latent.PARTS[p] for p in parts],
                     help="A multi-scale model factors out half of its latents early and passes the "
                          "rest, the final latent, through every coupling (paper Sec. 3.6). The parts "
@@ -110,8 +110,8 @@ def manifold() -> None:
             with col:
                 digits.append(pick(key, label, default))
     c1, c2 = st.columns(2)
-    n = c1.slider("Grid size", 3, 11, 9, key="manifold_n")
-    full_turn = c2.toggle("Full turn of both angles (as in the paper)", key="full_turn",
+    n = c1.slider("Grid size", 3, 11, 9, key="manifold_n", bind=BIND)
+    full_turn = c2.toggle("Full turn of both angles (as in the paper)", key="full_turn", bind=BIND,
                           help="Off: a and b go from 0 to π/2, so the corners are your four digits. "
                                "On: n steps of 2π/n once around the circle, through minus each latent too; "
                                "with a grid size divisible by 4 the grid passes through each digit.")
@@ -131,9 +131,9 @@ def samples() -> None:
     st.caption("Samples decode z ~ N(0, T² I). Temperature T < 1 draws latents nearer the centre: "
                "cleaner, more typical digits, less variety. At T = 0 every sample is the decoded zero latent.")
     c1, c2, c3 = st.columns(3)
-    temperature = c1.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="temperature")
-    sample_seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key="seed", help="Seed of the latents z")
-    n = c3.select_slider("Samples", [16, 36, 64], 64, key="n_samples")
+    temperature = c1.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="temperature", bind=BIND)
+    sample_seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key="seed", bind=BIND, help="Seed of the latents z")
+    n = c3.select_slider("Samples", [16, 36, 64], 64, key="n_samples", bind=BIND)
     frames, bits = latent.decode_with_bits(model, model.latents(n, temperature, int(sample_seed)), seed)
     labels = [f"sample {i} · {b:.3f} bits/dim" for i, b in enumerate(bits.tolist())]
     st.plotly_chart(latent_plots.grid_figure(frames, math.isqrt(n), labels), key="samples_grid",
@@ -144,7 +144,7 @@ def samples() -> None:
                f"samples-T{temperature:.2f}-seed{sample_seed}.png", "image/png"))
 
 
-tab_walk, tab_manifold, tab_samples = st.tabs(["Interpolate", "Manifold", "Sample"])
+tab_walk, tab_manifold, tab_samples = st.tabs(["Interpolate", "Manifold", "Sample"], key="tab", bind=BIND)
 with tab_walk:
     interpolation()
 with tab_manifold:

@@ -11,6 +11,7 @@ from torch import Tensor
 
 from flow.data import load_mnist
 from app.images import ImageInputError, to_mnist_uint8
+from ui.url_state import BIND, NOT_IN_LINK
 
 SOURCES = ("Test digit", "Draw", "Upload")
 CANVAS_SIDE = 196  # 7x the 28-pixel digit: room to draw, a brush that ends up MNIST-thick
@@ -27,7 +28,7 @@ def _test_indices(digit_class: str) -> np.ndarray:
     return np.arange(len(labels)) if digit_class == "any" else np.flatnonzero(labels == int(digit_class))
 
 
-def _test_digit(key: str) -> tuple[Tensor, str]:
+def _test_digit(key: str, default_class: str) -> tuple[Tensor, str]:
     st.session_state.setdefault(f"{key}_index", 0)
 
     def reset_index() -> None:
@@ -38,9 +39,12 @@ def _test_digit(key: str) -> tuple[Tensor, str]:
         st.session_state[f"{key}_index"] = random.randrange(n)
 
     c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
-    digit_class = c1.selectbox("Class", ["any", *map(str, range(10))], key=f"{key}_class", on_change=reset_index)
+    classes = ["any", *map(str, range(10))]
+    digit_class = c1.selectbox("Class", classes, classes.index(default_class), key=f"{key}_class",
+                               on_change=reset_index, bind=BIND)
     indices = _test_indices(digit_class)
-    i = c2.number_input(f"Index (of {len(indices)})", 0, len(indices) - 1, key=f"{key}_index", step=1)
+    i = c2.number_input(f"Index (of {len(indices)})", 0, len(indices) - 1, key=f"{key}_index", step=1,
+                        bind=BIND)
     c3.button("", icon=":material/casino:", key=f"{key}_random", on_click=pick_random,
               help="A random test digit of this class")  # icon only: the label would not fit two pickers abreast
     images, labels = load_mnist("test")
@@ -72,15 +76,16 @@ def _uploaded(key: str) -> tuple[Tensor | None, str]:
         return None, ""
 
 
-def digit_input(key: str, label: str = "Digit") -> Tensor | None:
+def digit_input(key: str, label: str = "Digit", default_class: str = "any") -> Tensor | None:
     """Draw the source picker in the current container; the chosen digit as uint8 (1, 1, 28, 28).
 
     None while there is no digit yet (nothing drawn or uploaded, or the upload is not a picture);
-    the widget then says what to do. `key` prefixes every widget key, so a page can hold several.
+    the widget then says what to do. `key` prefixes every widget key, so a page can hold several; the source,
+    class and index are in the URL under those keys (?<key>_class=3), the class only when not `default_class`.
     """
-    source = st.radio(label, SOURCES, key=f"{key}_source", horizontal=True)
+    source = st.radio(label, SOURCES, key=f"{key}_source", horizontal=True, bind=BIND)
     if source == "Test digit":
-        digit, caption = _test_digit(key)
+        digit, caption = _test_digit(key, default_class)
     elif source == "Draw":
         digit, caption = _drawn(key)
     else:
@@ -91,4 +96,6 @@ def digit_input(key: str, label: str = "Digit") -> Tensor | None:
         text.caption("What the model sees: " + caption + ".")
     elif caption:
         st.caption(caption)
+    if source != "Test digit":
+        st.caption(NOT_IN_LINK.format(what="canvas" if source == "Draw" else "upload box"))
     return digit

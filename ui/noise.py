@@ -6,6 +6,8 @@ import random
 
 import streamlit as st
 
+from ui.url_state import BIND
+
 SHARED = "noise_seed"  # the value; each page's widget has a key of its own and copies it
 LIMIT = 10**6
 
@@ -24,10 +26,13 @@ def noise_seed_input(key: str, container=st) -> int:
         st.session_state[SHARED] = random.randrange(LIMIT)
 
     left, right = container.columns(2, vertical_alignment="bottom")
-    left.number_input("Noise seed", 0, LIMIT - 1, key=key, step=1, on_change=typed,
+    left.number_input("Noise seed", 0, LIMIT - 1, key=key, step=1, on_change=typed, bind=BIND,
                       help="Seed of the uniform dequantization noise n ~ U[0, 1)^784 added to the 8-bit pixels. "
                            "The same digit and seed give the same bits/dim on every page and in "
                            "`python -m flow.evaluate --seed`.")
     right.button("New noise", icon=":material/casino:", key=f"{key}_new", on_click=draw_new,
                  help="Draw another noise: the digit's bits/dim moves by a few hundredths")
+    # The URL (`key` is its parameter) seeds the widget on a session's first run and on back/forward, with no
+    # callback: what the widget holds is the seed.
+    st.session_state[SHARED] = int(st.session_state[key])
     return int(st.session_state[SHARED])

@@ -6,6 +6,8 @@ from collections.abc import Callable
 
 import streamlit as st
 
+from ui.url_state import BIND
+
 
 def player(key: str, n: int, label: str, draw: Callable[[int], None], seconds: float = 1.0) -> None:
     """A slider (widget key `key`) over steps 0..n-1 with step and play/pause buttons; `draw(i)` draws
@@ -49,7 +51,8 @@ def player(key: str, n: int, label: str, draw: Callable[[int], None], seconds: f
                           help="One step forward")
         buttons[4].button("", icon=":material/last_page:", key=f"{key}_last", on_click=go, args=(n - 1,),
                           help="Last step")
-        buttons[5].slider(label, 0, n - 1, key=key, on_change=lambda: st.session_state.update({playing_key: False}))
+        buttons[5].slider(label, 0, n - 1, key=key, on_change=lambda: st.session_state.update({playing_key: False}),
+                          bind=BIND)  # the step is in the URL (?<key>=), left out at step 0
         draw(st.session_state[key])
 
     view()

@@ -6,6 +6,7 @@ import streamlit as st
 from app.catalog import ModelEntry, list_models
 from flow.checkpoint import CheckpointError, load_checkpoint
 from flow.model import Flow
+from ui.url_state import MODEL, url_decides, wanted
 
 KEY = "model_path"
 
@@ -21,6 +22,11 @@ def model_picker() -> None:
     entries = list_models()
     usable = [e for e in entries if e.error is None]
     paths = [str(e.path) for e in usable]
+    if url_decides("model_from_url"):  # ?model=<name>: a bookmark or a shared link; an unknown name is ignored
+        by_name = {}
+        for e in usable:  # the first of a name wins, as in the list
+            by_name.setdefault(e.name, str(e.path))
+        st.session_state[KEY] = wanted(MODEL, by_name) or st.session_state.get(KEY)
     if st.session_state.get(KEY) not in paths:
         st.session_state[KEY] = paths[0] if paths else None
     with st.sidebar:
@@ -30,6 +36,8 @@ def model_picker() -> None:
             by_path = {str(e.path): e for e in usable}
             st.selectbox("Model", paths, key=KEY, format_func=lambda p: by_path[p].label,
                          help="Shipped checkpoints and the latest checkpoint of every training run.")
+            # always in the URL, default or not: which model is first changes as runs come and go
+            st.query_params[MODEL] = by_path[st.session_state[KEY]].name
         broken = [e for e in entries if e.error is not None]
         if broken:
             with st.expander(f"{len(broken)} unusable checkpoint file(s)"):
