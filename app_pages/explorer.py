@@ -133,8 +133,11 @@ def toy_training_offer() -> None:
         if any(e.error is None and not e.is_image_model for e in list_models()):
             st.caption("To see the flow bend the plane (paper Fig. 1), pick a **toy-2d** model in the sidebar.")
             return
+        from ui.classroom import notice  # here, not at the top: this function is the page's only launcher
         st.info("There is no 2-D model yet. Train a small one here in about 20 seconds to watch a flow bend "
                 "the plane.")
+        if not notice("explorer", "train a model"):  # a student's browser in classroom mode: no launch button
+            return
         c1, c2 = st.columns([1, 2], vertical_alignment="bottom")
         data = c1.selectbox("Toy data set", TOY_SETS, key="toy_data")
         if c2.button("Train a 2-D model (about 20 s)", key="toy_train"):

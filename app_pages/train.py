@@ -3,6 +3,7 @@ import streamlit as st
 
 from app import jobs
 from app.train_plots import UNITS
+from ui.classroom import notice
 from ui.training import live_view, new_run_form, pick_run, run_actions, runs_overview
 
 st.title("🏋️ Train")
@@ -10,9 +11,13 @@ st.caption(f"Each run is a separate `python -m flow.train` process writing into 
            "it keeps training when you reload, switch pages or close the tab. "
            f"At most {jobs.max_running()} run(s) train at a time (setting: `{jobs.MAX_RUNS_ENV}`).")
 
+can_act = notice("train")  # a student's browser (classroom mode): read-only, with a field for the teacher key
 runs = jobs.list_runs()
 new_run_form(expanded=not runs)
 runs = jobs.list_runs()  # with the one just launched
+if not runs and not can_act:
+    st.info("No runs yet: when the teacher starts one, it appears here with its live chart.")
+    st.stop()
 if not runs:
     st.info("No runs yet: fill in the form and press **Launch**. toy-2d on moons, or seed-mlp on 5,000 MNIST "
             "digits (Training examples: 5000), is done in about 20 seconds; realnvp-fast needs three to four minutes "

@@ -11,6 +11,7 @@ from app import jobs
 from flow.data import DATASETS
 from flow.model import IMAGE_PRESETS, PRESETS
 from app.train_plots import nll_figure
+from ui.classroom import may_control, refuse
 
 REFRESH = "2s"  # how often the live view rereads the run folder while a run trains
 PICK, SELECTED = "train_run", "train_selected"  # SELECTED outlives a visit to another page
@@ -45,7 +46,10 @@ def _help(option) -> str:
 
 def new_run_form(expanded: bool) -> None:
     """The form (its fields are flow.options' declaration); a valid one starts a background run and selects
-    it, a bad one is refused with reasons."""
+    it, a bad one is refused with reasons. Not drawn for a client that may not launch (ui.classroom): the check
+    runs in the same script run that would act on a press, so a crafted rerun finds no form to submit."""
+    if not may_control():
+        return
     with st.expander("New run", icon="➕", expanded=expanded), st.form("new_run", border=False):
         c = st.columns(3)
         values = {
@@ -101,6 +105,9 @@ def _confirm_delete(name: str) -> None:
     c = st.columns(2)
     if c[0].button("Delete for good", type="primary", key="delete_confirm"):
         _forget_delete()
+        if not may_control():  # the dialog reruns alone, without run_actions' check
+            refuse()
+            return
         try:
             jobs.delete(name)
         except jobs.JobError as e:
@@ -114,7 +121,12 @@ def _confirm_delete(name: str) -> None:
 
 
 def run_actions(run: jobs.Run) -> None:
-    """Stop (graceful), Resume (from the last checkpoint), Delete (after a confirmation)."""
+    """Stop (graceful), Resume (from the last checkpoint), Delete (after a confirmation); none of them for a
+    client that may not act (ui.classroom). The check runs in the very script run that acts on a press; the
+    dialog reruns on its own (a fragment), so it asks again."""
+    if not may_control():
+        _forget_delete()
+        return
     c = st.columns([1, 1, 1, 4])
     try:
         if run.active:

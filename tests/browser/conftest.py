@@ -19,7 +19,8 @@ from playwright.sync_api import sync_playwright
 from app import jobs
 from app.catalog import CHECKPOINT_DIR, CHECKPOINTS_ENV
 from flow.files import ROOT
-from tests.browser.helpers import screenshot
+from tests.browser.helpers import TEACHER_KEY, own_addresses, screenshot
+from ui.classroom import KEY_ENV as TEACHER_KEY_ENV
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -48,11 +49,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def server(tmp_path_factory) -> Server:
-    """The app as a teacher starts it (listening where .streamlit/config.toml says: localhost), with copies
-    of two shipped models and one broken file in its checkpoints folder, and an empty runs folder."""
-    base = tmp_path_factory.mktemp("app")
+def _serve(base: Path, address: str | None = None, env: dict[str, str] | None = None):
+    """Start the app with copies of two shipped models and one broken file in its checkpoints folder and an empty
+    runs folder; yield its Server; stop it and any run it launched. `address`: --server.address (default: what
+    .streamlit/config.toml says, localhost)."""
     checkpoints, runs = base / "checkpoints", base / "runs"
     checkpoints.mkdir()
     runs.mkdir()
@@ -61,14 +61,15 @@ def server(tmp_path_factory) -> Server:
     (checkpoints / "half-copied.safetensors").write_bytes((CHECKPOINT_DIR / MODELS[1]).read_bytes()[:5000])
     port = _free_port()
     env = {**os.environ, CHECKPOINTS_ENV: str(checkpoints), jobs.RUNS_ENV: str(runs), jobs.MAX_RUNS_ENV: "1",
-           "OMP_NUM_THREADS": "1"}
+           "OMP_NUM_THREADS": "1", **(env or {})}
     log = base / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
                                  "--server.port", str(port), "--server.headless", "true",
-                                 "--browser.gatherUsageStats", "false"],
+                                 "--browser.gatherUsageStats", "false"]
+                                + (["--server.address", address] if address else []),
                                 cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{address or '127.0.0.1'}:{port}"
     deadline = time.time() + 120
     while True:
         try:
@@ -90,6 +91,26 @@ def server(tmp_path_factory) -> Server:
     for run in jobs.list_runs(runs):  # a run the server launched outlives it (its own session): end it
         if run.active and run.pid:
             os.killpg(run.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> Server:
+    """The app as a teacher starts it (listening where .streamlit/config.toml says: localhost)."""
+    yield from _serve(tmp_path_factory.mktemp("app"))
+
+
+@pytest.fixture(scope="session")
+def classroom_server(tmp_path_factory) -> Server:
+    """The app opened to the classroom network, with a teacher key in the environment, as seen from a student's
+    machine. How the student is simulated: the server listens on this machine's own non-loopback address (eth0's,
+    e.g. 192.0.2.2; found by own_addresses()) instead of localhost, and Chromium opens that address. The kernel
+    then connects from that interface's address, so the WebSocket's peer, the address Streamlit reports as
+    st.context.ip_address, is 192.0.2.2, not 127.0.0.1 or ::1: to the app it is another machine. Only that
+    address is bound (not 0.0.0.0), so nothing else on the network can reach the test server."""
+    addresses = own_addresses()
+    if not addresses:
+        pytest.skip("this machine has no network address besides loopback: a student's browser cannot be simulated")
+    yield from _serve(tmp_path_factory.mktemp("classroom"), addresses[0], {TEACHER_KEY_ENV: TEACHER_KEY})
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """What the browser tests do in a tab: open a page, wait for a script run to end, take a screenshot."""
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -8,6 +9,7 @@ from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from flow.files import ROOT
 
 SHOTS = ROOT / "artifacts" / "screenshots"
+TEACHER_KEY = "chalk-and-board"  # the classroom_server's REALNVP_TEACHER_KEY
 
 
 def screenshot(page, name: str, show: str | None = None) -> Path:
@@ -39,3 +41,19 @@ def open_page(page, server, path: str, title: str):
     page.get_by_role("heading", name=title).first.wait_for(timeout=120_000)
     settle(page)
     return page
+
+
+def own_addresses() -> list[str]:
+    """This machine's IPv4 addresses other than loopback."""
+    found = set()
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("10.254.254.254", 1))  # no packet is sent: this only picks the outgoing interface
+            found.add(s.getsockname()[0])
+    except OSError:
+        pass
+    try:
+        found.update(info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET))
+    except OSError:
+        pass
+    return sorted(a for a in found if not a.startswith("127."))
