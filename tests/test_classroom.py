@@ -1,6 +1,6 @@
 """Classroom mode (ui.classroom): the rule on addresses and keys, and the Train page as a student's browser sees it.
 AppTest has no client address of its own: the page tests replace ui.classroom.client_address (the one place that
-reads st.context.ip_address). The real address, through a real server, is tested in tests/browser/test_classroom.py."""
+reads st.context.ip_address). The real address, through a real server, is tested in tests/browser/test_classroom_browser.py."""
 import json
 import time
 
