@@ -148,7 +148,7 @@ def decomposition_figure(dec: Decomposition, units: str, highlight: int | None) 
     if highlight is not None:
         lines[highlight + offset] = HIGHLIGHT
         colours[highlight + offset] = HIGHLIGHT
-    names = [n for n, _ in terms]
+    names = [n.split(" (")[0] for n, _ in terms]  # "coupling 3": the mask kind would not fit under a bar
     total_name = "log p(x)" if units == "nats" else "bits/dim"
     unit = "nats" if units == "nats" else "bits/dim"
     better = "raises log p (shorter code)" if units == "nats" else "lowers bits/dim (shorter code)"
@@ -179,7 +179,8 @@ def histogram_figure(values: np.ndarray, title: str) -> go.Figure:
         go.Scatter(x=xs, y=np.exp(-xs ** 2 / 2) / math.sqrt(2 * math.pi), name="N(0, 1)", mode="lines",
                    line={"color": "#222222", "width": 2}, hoverinfo="skip"),
     ], {"height": 280, "margin": {"l": 0, "r": 0, "t": 30, "b": 0}, "title": {"text": title, "font": {"size": 13}},
-        "bargap": 0, "legend": {"x": 0.01, "y": 0.99}, "xaxis": {"range": [-5, 5]}})
+        "bargap": 0, "legend": {"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top"},
+        "xaxis": {"range": [-5, 5]}})
 
 
 def ks_figure(steps: Steps, i: int, noise_level: float | None = None) -> go.Figure:
@@ -197,7 +198,7 @@ def ks_figure(steps: Steps, i: int, noise_level: float | None = None) -> go.Figu
         "xaxis": {"title": {"text": "block (slider position)"}, "automargin": True}})
     if noise_level is not None:
         fig.add_hline(noise_level, line_dash="dot", line_color="#222222",
-                      annotation_text=f"sampling noise ≈ {noise_level:.2f}", annotation_position="top right")
+                      annotation_text=f"sampling noise ≈ {noise_level:.2f}", annotation_position="top left")
     return fig
 
 

@@ -8,6 +8,7 @@ from app import explore_plots as plots, jobs
 from app.catalog import list_models
 from flow import explore
 from flow.data import TOY_SETS, make_toy
+from ui.classroom import notice
 from ui.digits import digit_input
 from ui.noise import noise_seed_input
 from ui.player import player
@@ -15,6 +16,11 @@ from ui.sidebar import KEY as MODEL_KEY, current_model
 from ui.url_state import BIND
 
 PLAIN = {"displayModeBar": False}  # no plotly toolbar over the small maps
+
+
+def sci(x: float) -> str:
+    """1.2e−07 with a minus sign a line never breaks at (a hyphen would)."""
+    return f"{x:.1e}".replace("-", "−")
 
 ABOUT = {  # markdown soft-wraps these lines; none may start with "+" or "-" (that would make a list)
     "data": r"""**The input, as in training.** The digit's 8-bit pixels $x$ plus uniform noise,
@@ -54,9 +60,7 @@ $$y_b = x_b \odot e^{s(x_a)} + t(x_a).$$
 The Jacobian is triangular, so the log-det is the sum of
 the $s$ map (Eq. 6):
 
-$$\log|\det J| = \textstyle\sum_j \big((1-b) \odot s\big)_j.$$
-
-Grey: already factored out.""",
+$$\log|\det J| = \textstyle\sum_j \big((1-b) \odot s\big)_j.$$""",
     "actnorm": r"""**ActNorm.** Each channel $c$ is shifted and rescaled by learned numbers (first set from
 data), the same for every input:
 
@@ -133,7 +137,6 @@ def toy_training_offer() -> None:
         if any(e.error is None and not e.is_image_model for e in list_models()):
             st.caption("To see the flow bend the plane (paper Fig. 1), pick a **toy-2d** model in the sidebar.")
             return
-        from ui.classroom import notice  # here, not at the top: this function is the page's only launcher
         st.info("There is no 2-D model yet. Train a small one here in about 20 seconds to watch a flow bend "
                 "the plane.")
         if not notice("explorer", "train a model"):  # a student's browser in classroom mode: no launch button
@@ -210,7 +213,7 @@ if entry.is_image_model:
             if entry.test_bpd is not None else ""
         return (f"This is the digit's bits/dim: uniform dequantization with one noise draw (seed {noise_seed}), on "
                 f"the [0, 256) pixel scale, as the Latent Playground and `python -m flow.evaluate --seed "
-                f"{noise_seed}` score it.{card} Another noise draw moves one digit's figure by a few hundredths.")
+                f"{noise_seed}` score it.{card} Another noise draw moves one digit's figure by up to about a tenth.")
 
     st.header("Digit → noise")
     units = st.segmented_control("Likelihood in", ["nats", "bits/dim"], default="bits/dim", key="units", bind=BIND)
@@ -219,11 +222,11 @@ if entry.is_image_model:
         """How exactly this block and the whole flow invert, and its log-det against autograd's."""
         if i == 0:
             st.caption(f"**Invertibility audit.** The whole flow inverts this input to within "
-                       f"max |u − f⁻¹(f(u))| = {steps.flow_roundtrip:.1e} "
-                       f"({steps.flow_roundtrip * 256:.1e} grey levels of 256).")
+                       f"max |u − f⁻¹(f(u))| = {sci(steps.flow_roundtrip)} "
+                       f"({sci(steps.flow_roundtrip * 256)} grey levels of 256).")
             return
-        st.caption(f"**Invertibility audit.** This block: max |h − f⁻¹(f(h))| = {steps.roundtrip[i]:.1e}; "
-                   f"the whole flow: {steps.flow_roundtrip:.1e} in u ({steps.flow_roundtrip * 256:.1e} grey levels).")
+        st.caption(f"**Invertibility audit.** This block: max |h − f⁻¹(f(h))| = {sci(steps.roundtrip[i])}; "
+                   f"the whole flow: {sci(steps.flow_roundtrip)} in u ({sci(steps.flow_roundtrip * 256)} grey levels).")
         if steps.kinds[i] == "factor-out":
             return
         if st.toggle("Log-det against autograd", key="autograd_check",
@@ -231,7 +234,7 @@ if entry.is_image_model:
                           "and takes log|det| of it"):
             claimed, built = jacobian(*ident, source, seed, i, model, steps)
             st.caption(f"log|det J|: **{claimed:.4f}** nats from the block's own formula, **{built:.4f}** from "
-                       f"autograd's 784 × 784 Jacobian (difference {abs(claimed - built):.1e}).")
+                       f"autograd's 784 × 784 Jacobian (difference {sci(abs(claimed - built))}).")
 
     def forward_block(i: int) -> None:
         kind = steps.kinds[i]
@@ -239,6 +242,8 @@ if entry.is_image_model:
         text, maps = st.columns([2, 3])
         with text:
             st.markdown(ABOUT["data" if with_noise else "centres"] if kind == "data" else ABOUT[kind])
+            if kind == "coupling" and np.isnan(steps.block(i)["s"]).any():
+                st.markdown("Grey: dimensions already factored out, which this block does not see.")
             audit(i)
         maps.plotly_chart(plots.block_figure(steps, i), key="block_maps", config=PLAIN)
         if kind in ("squeeze", "factor-out"):
@@ -250,7 +255,7 @@ if entry.is_image_model:
             st.latex(r"\log p(u) = \log \mathcal N(z; 0, I) + \textstyle\sum_k \log\left|\det "
                      r"\frac{\partial h_k}{\partial h_{k-1}}\right|")
             st.latex(r"\text{bits/dim} = \frac{-\log p(u) + D \log 256}{D \log 2}")
-            st.markdown(f"Total: **{dec.log_prob:.1f} nats = {dec.bits_per_dim:.3f} bits/dim**. "
+            st.markdown(f"Total: **log p(u) = {dec.log_prob:.1f} nats, or {dec.bits_per_dim:.3f} bits/dim**. "
                         + bits_note())
             st.plotly_chart(plots.decomposition_figure(dec, "nats" if units == "nats" else "bpd",
                                                        i - 1 if i > 0 else None),
@@ -329,13 +334,14 @@ else:
         if direction == "inference x → z":
             st.markdown(ABOUT_2D.get(steps.kinds[i], ABOUT[steps.kinds[i]]))
             check = jacobian(*ident, "points", None, i, model, steps)
-            st.caption(f"**Invertibility audit.** This block: max |h − f⁻¹(f(h))| = {steps.roundtrip[i]:.1e}; the "
-                       f"whole flow: {steps.flow_roundtrip:.1e}, over {len(data)} points."
+            st.caption(f"**Invertibility audit.** This block: max |h − f⁻¹(f(h))| = {sci(steps.roundtrip[i])}; the "
+                       f"whole flow: {sci(steps.flow_roundtrip)}, over {len(data)} points."
                        + ("" if check is None else f" log|det J| averaged over the first 64 points: {check[0]:.5f} "
                           f"from the block's own formula, {check[1]:.5f} from autograd's 2 × 2 Jacobians."))
             dec = explore.decomposition(model, steps)
             left, right = st.columns(2)
-            left.markdown(f"**Where the likelihood comes from**, averaged over the points: "
+            left.markdown(f"**Where the likelihood comes from**, averaged over these {len(data)} training points "
+                          "(the model list's figure is the test set's): "
                           f"log p(x) = {dec.log_prob:.3f} nats = {dec.bits_per_dim:.3f} bits/dim.")
             left.plotly_chart(plots.decomposition_figure(dec, "nats", i - 1 if i > 0 else None), key="toy_waterfall",
                               config=PLAIN)

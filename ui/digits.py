@@ -49,7 +49,7 @@ def _test_digit(key: str, default_class: str) -> tuple[Tensor, str]:
               help="A random test digit of this class")  # icon only: the label would not fit two pickers abreast
     images, labels = load_mnist("test")
     n = int(indices[i])
-    return images[n].view(1, 1, 28, 28).clone(), f"MNIST test image #{n} (a {int(labels[n])})"
+    return images[n].view(1, 1, 28, 28).clone(), f"MNIST test image #{n} ({'an' if int(labels[n]) == 8 else 'a'} {int(labels[n])})"
 
 
 def _drawn(key: str) -> tuple[Tensor | None, str]:
