@@ -123,4 +123,4 @@ def test_the_train_page_keeps_its_run_in_the_url(server, new_page):
     expect(page).to_have_url(re.compile(f"run={name}"), timeout=WAIT)
     fresh = new_page()
     reopen(fresh, url, "Train")
-    expect(fresh.get_by_test_id("stMain").get_by_role("combobox", name="Run")).to_have_value(re.compile(f"^{name}"), timeout=WAIT)
+    expect(fresh.get_by_test_id("stMain").get_by_role("combobox", name="Run", exact=True)).to_have_value(re.compile(f"^{name}"), timeout=WAIT)
