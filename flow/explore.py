@@ -257,14 +257,11 @@ class Decomposition:
     prior: float  # log N(z; 0, I)
     dim: int
     images: bool  # 8-bit images: bits/dim include the log 256 per dimension of the pixel scale
+    bits_per_dim: float  # the total in bits/dim, by `Flow.bits_from_log_prob`
 
     @property
     def log_prob(self) -> float:
         return float(self.prior + self.logdets.sum())
-
-    @property
-    def bits_per_dim(self) -> float:
-        return (8.0 if self.images else 0.0) - self.log_prob / (self.dim * LN2)
 
     def terms(self, units: str) -> list[tuple[str, float]]:
         """The additive terms, in flow order, ending with the prior: nats of log p(x), or bits/dim."""
@@ -280,8 +277,10 @@ class Decomposition:
 def decomposition(model: Flow, steps: Steps) -> Decomposition:
     """The per-block terms of a forward `Steps`, with the prior term evaluated at its final state."""
     z = torch.from_numpy(steps.states[-1])
-    return Decomposition(names=steps.names[1:], logdets=steps.logdets[1:], prior=float(prior_log_prob(z).mean()),
-                         dim=model.dim, images=model.config.preprocess)
+    prior = prior_log_prob(z).mean()
+    bits = model.bits_from_log_prob(prior + torch.from_numpy(steps.logdets[1:]).sum())
+    return Decomposition(names=steps.names[1:], logdets=steps.logdets[1:], prior=float(prior), dim=model.dim,
+                         images=model.config.preprocess, bits_per_dim=float(bits))
 
 
 # ----- 2-D models: a grid to push through, and the learned density ---------------------------------------
