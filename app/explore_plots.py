@@ -5,6 +5,7 @@ import math
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 import torch
 from PIL import Image
 
@@ -169,20 +170,6 @@ def decomposition_figure(dec: Decomposition, units: str, highlight: int | None) 
         "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0, "font": {"size": 11}}})
 
 
-def histogram_figure(values: np.ndarray, title: str) -> go.Figure:
-    """The state's values against the standard normal density they should follow at the end."""
-    centres, dens = histogram(values)
-    xs = np.linspace(-5, 5, 201)
-    return go.Figure([
-        go.Bar(x=centres, y=dens, name="values after this block", marker_color="#7aa6c2",
-               hovertemplate="%{x:.1f}: %{y:.3f}<extra></extra>"),
-        go.Scatter(x=xs, y=np.exp(-xs ** 2 / 2) / math.sqrt(2 * math.pi), name="N(0, 1)", mode="lines",
-                   line={"color": "#222222", "width": 2}, hoverinfo="skip"),
-    ], {"height": 280, "margin": {"l": 0, "r": 0, "t": 30, "b": 0}, "title": {"text": title, "font": {"size": 13}},
-        "bargap": 0, "legend": {"orientation": "h", "x": 0, "y": -0.12, "yanchor": "top"},
-        "xaxis": {"range": [-5, 5]}})
-
-
 def ks_figure(steps: Steps, i: int, noise_level: float | None = None) -> go.Figure:
     """One number per block: the KS distance to N(0, 1), falling as the representation gets Gaussian;
     a dotted line at `noise_level`, the distance a true Gaussian sample stays below."""
@@ -249,3 +236,143 @@ def density_figure(ticks: np.ndarray, dens: np.ndarray, data: np.ndarray) -> go.
     ], {"height": 460, "margin": {"l": 0, "r": 0, "t": 30, "b": 0},
         "title": {"text": "learned density p(x) and the data", "font": {"size": 13}},
         "xaxis": {"range": [ticks[0], ticks[-1]]}, "yaxis": {"scaleanchor": "x", "range": [ticks[0], ticks[-1]]}})
+
+
+# ----- animations: every step sent once, stepped and played by plotly.js in the browser --------------------
+SPEEDS = (("▶ slow", 2000), ("▶ play", 800), ("▶▶ fast", 250))  # label, milliseconds per step
+CONTROLS = 124  # px below a figure for its slider and, under it, the buttons
+
+
+def _jump(ms: int) -> dict:
+    return {"frame": {"duration": ms, "redraw": True}, "transition": {"duration": 0}, "mode": "immediate",
+            "fromcurrent": True}
+
+
+def _animate(fig: go.Figure, frames: list[dict], start: int, prefix: str) -> go.Figure:
+    """`fig` with `frames` (one per step, named "0", "1", ...), a slider over them and play/pause buttons
+    at three speeds, added below it. Stepping and playing run in plotly.js: the server is not asked.
+    The frames are plain dicts, not validated again: that would take a second for a 25-block flow."""
+    buttons = [{"label": "⏮", "method": "animate", "args": [["0"], _jump(0)]}]
+    buttons += [{"label": label, "method": "animate", "args": [None, _jump(ms)]} for label, ms in SPEEDS]
+    buttons.append({"label": "❚❚ pause", "method": "animate", "args": [[None], _jump(0)]})
+    height, margin = fig.layout.height + CONTROLS, fig.layout.margin.b + CONTROLS
+    plot = height - margin - fig.layout.margin.t  # px, the plotting area's height: paper y = 1
+    fig.update_layout(
+        height=height, margin={"b": margin},
+        sliders=[{"active": start, "x": 0, "len": 1, "y": -(margin - CONTROLS + 8) / plot, "yanchor": "top",
+                  "pad": {"t": 0, "b": 0}, "currentvalue": {"prefix": prefix, "font": {"size": 13}},
+                  "font": {"size": 10}, "ticklen": 3,
+                  "steps": [{"label": str(k), "method": "animate", "args": [[str(k)], _jump(0)]}
+                            for k in range(len(frames))]}],
+        updatemenus=[{"type": "buttons", "direction": "right", "showactive": False, "buttons": buttons,
+                      "x": 0, "y": -(margin - 4) / plot, "xanchor": "left", "yanchor": "bottom", "pad": {"b": 0},
+                      "font": {"size": 13}}])
+    return go.Figure({**fig.to_dict(), "frames": frames}, _validate=False)
+
+
+def _frames(figures: list[go.Figure], keys: tuple[str, ...]) -> list[dict]:
+    """One frame per figure: its traces and the layout entries `keys` (what differs between steps)."""
+    out = []
+    for i, f in enumerate(figures):
+        d = f.to_dict()
+        out.append({"name": str(i), "data": d["data"], "layout": {k: d["layout"][k] for k in keys}})
+    return out
+
+
+def steps_animation(steps: Steps, start: int = 0) -> go.Figure:
+    """`state_figure` of every step as one animation (a generative trace: latent to picture)."""
+    figures = [state_figure(steps, i) for i in range(len(steps))]
+    return _animate(go.Figure(figures[start]), _frames(figures, ("annotations", "coloraxis")), start, "Step ")
+
+
+def points_animation(states: np.ndarray, colour: np.ndarray, grids: np.ndarray, per_line: int, extent: float,
+                     titles: list[str], start: int = 0) -> go.Figure:
+    """`points_figure` after every block as one animation: states (S, N, 2) and grids (S, M, 2)."""
+    figures = [points_figure(p, colour, g, per_line, extent, t) for p, g, t in zip(states, grids, titles)]
+    return _animate(go.Figure(figures[start]), _frames(figures, ("title",)), start, "Block ")
+
+
+def _signed(values: np.ndarray, scale: str = VALUES) -> dict:
+    m = _bound(values)
+    return {"colorscale": scale, "cmin": -m, "cmax": m}
+
+
+def flow_animation(steps: Steps, dec: Decomposition, units: str, captions: list[str], start: int = 0,
+                   noise_level: float | None = None) -> go.Figure:
+    """The whole forward trace of one digit as one animated figure, a frame per block: the state after the
+    block, its scale s and what it changed (input layout), the values against N(0, 1), the KS distance
+    block by block and the likelihood's waterfall with the block highlighted. `captions[i]` is a line of
+    plain text under frame i's title."""
+    terms = dec.terms(units)
+    offset = 1 if units != "nats" and dec.images else 0
+    values = np.array([v for _, v in terms])
+    base = np.concatenate([[0.0], np.cumsum(values)[:-1]])
+    bars = (["8-bit"] if offset else []) + [str(k) for k in range(1, len(steps))] + ["N(z)"]
+    fig = make_subplots(rows=2, cols=3, row_heights=[0.56, 0.44], vertical_spacing=0.12, horizontal_spacing=0.06,
+                        subplot_titles=["after this block (red +, blue −)", "scale s (orange: ×e^s > 1)",
+                                        "output − input", "its values and N(0, 1)", "KS distance to N(0, 1), by block",
+                                        "log p(u), nats" if units == "nats" else "bits/dim"])
+    better = (values >= 0) != (units != "nats")
+    total = dec.log_prob if units == "nats" else dec.bits_per_dim
+    unit = "nats" if units == "nats" else "bits/dim"
+    centres = histogram(steps.states[0])[0]
+    xs = np.linspace(-5, 5, 201)
+
+    def maps(i: int) -> list[np.ndarray]:
+        block = steps.block(i)
+        return [block["output"], block.get("s", np.full(steps.image_shape, np.nan, np.float32)), block["change"]]
+
+    def dynamic(i: int) -> list[dict]:
+        state, s, change = maps(i)
+        colours = [BAR_COLOURS[b] for b in better]
+        if i > 0:
+            colours[i - 1 + offset] = HIGHLIGHT
+        hover = "row %{y}, col %{x}: %{z:.3f}<extra></extra>"
+        return [{"type": "heatmap", "z": state, "coloraxis": "coloraxis", "hovertemplate": hover},
+                {"type": "heatmap", "z": s, "coloraxis": "coloraxis2", "hovertemplate": "s = %{z:.3f}<extra></extra>"},
+                {"type": "heatmap", "z": change, "coloraxis": "coloraxis3", "hovertemplate": hover},
+                {"type": "bar", "x": centres, "y": histogram(steps.states[i])[1], "marker": {"color": "#7aa6c2"},
+                 "hoverinfo": "skip"},
+                {"type": "scatter", "x": [i], "y": [steps.ks[i]], "mode": "markers",
+                 "marker": {"color": HIGHLIGHT, "size": 12}, "hoverinfo": "skip"},
+                {"type": "bar", "x": bars, "y": values, "base": base, "marker": {"color": colours},
+                 "customdata": [n for n, _ in terms], "hovertemplate": "%{customdata}: %{y:+.3f} " + unit + "<extra></extra>"}]
+
+    def look(i: int) -> dict:
+        state, s, change = maps(i)
+        pixels = PIXELS if i in steps.pixel_entries else _signed(state)
+        name = f"<b>{i}. {steps.names[i]}</b>" + (f" · log-det {steps.logdets[i]:+.1f} nats" if i else "")
+        return {"title": {"text": f"{name} · KS {steps.ks[i]:.3f}<br><span style='font-size:12px;font-weight:normal'>"
+                                  f"{captions[i]}</span>"},
+                "coloraxis": {**pixels, "showscale": False},
+                "coloraxis2": {**_signed(s, "PuOr_r"), "showscale": False},
+                "coloraxis3": {**_signed(change), "showscale": False}}
+
+    cells = [(1, 1), (1, 2), (1, 3), (2, 1), (2, 2), (2, 3)]
+    first = dynamic(start)
+    for trace, cell in zip(first, [*cells[:5], cells[5]]):
+        fig.add_trace(trace, *cell)
+    fig.add_trace(go.Scatter(x=xs, y=np.exp(-xs ** 2 / 2) / math.sqrt(2 * math.pi), mode="lines",
+                             line={"color": "#222222", "width": 1.5}, hoverinfo="skip"), 2, 1)
+    fig.add_trace(go.Scatter(x=list(range(len(steps))), y=steps.ks, mode="lines", line={"color": "#7aa6c2"},
+                             customdata=steps.names, hovertemplate="%{x}. %{customdata}: KS %{y:.3f}<extra></extra>"),
+                  2, 2)
+    fig.add_trace(go.Bar(x=["total"], y=[total], marker_color=TOTAL,
+                         hovertemplate=f"{'log p(u)' if units == 'nats' else 'bits/dim'} = %{{y:.3f}}<extra></extra>"),
+                  2, 3)
+    if noise_level is not None:
+        fig.add_hline(noise_level, line_dash="dot", line_color="#222222", row=2, col=2)
+    for k in (1, 2, 3):
+        fig.update_xaxes(visible=False, constrain="domain", row=1, col=k)
+        fig.update_yaxes(visible=False, autorange="reversed", scaleanchor=f"x{'' if k == 1 else k}",
+                         constrain="domain", row=1, col=k)
+    fig.update_xaxes(range=[-5, 5], row=2, col=1)
+    fig.update_yaxes(rangemode="tozero", row=2, col=2)
+    fig.update_xaxes(type="category", nticks=9, tickfont={"size": 9}, tickangle=0, row=2, col=3)
+    fig.update_annotations(font={"size": 12})
+    fig.update_layout(look(start), height=520, showlegend=False, barmode="overlay", bargap=0.1,
+                      margin={"l": 10, "r": 10, "t": 64, "b": 10},
+                      title={"x": 0, "xanchor": "left", "yref": "container", "y": 1, "yanchor": "top",
+                             "pad": {"t": 6}, "font": {"size": 16}})
+    frames = [{"name": str(i), "data": dynamic(i), "traces": list(range(6)), "layout": look(i)} for i in range(len(steps))]
+    return _animate(fig, frames, start, "Block ")

@@ -1,7 +1,9 @@
 """Layer Explorer: one block at a time, how the flow turns a digit into Gaussian noise and noise back into a digit."""
 import hashlib
+from collections.abc import Callable
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from app import explore_plots as plots, jobs
@@ -11,7 +13,7 @@ from flow.data import TOY_SETS, make_toy
 from ui.classroom import notice
 from ui.digits import digit_input
 from ui.noise import noise_seed_input
-from ui.player import player
+from ui.player import stepper
 from ui.sidebar import KEY as MODEL_KEY, current_model
 from ui.url_state import BIND
 
@@ -92,6 +94,16 @@ the digit appears as the blocks are undone.""",
 
 $$u = \frac{\sigma(y) - \alpha}{1 - 2\alpha} \in [0, 1].$$""",
 }
+BRIEF = {  # one plain line per kind under the animation's title (plotly does not typeset LaTeX)
+    "data": "The digit's pixels plus uniform dequantization noise: u = (x + n)/256, n ~ U[0, 1).",
+    "centres": "The digit's pixels at their bin centres, u = (x + ½)/256: a point the model never saw in training.",
+    "preprocess": "Logit: y = logit(α + (1 − 2α)u) with α = 0.05 stretches (0, 1) over the whole real line.",
+    "coupling": "Affine coupling: half of the values, x<sub>a</sub>, pass; the rest become "
+                "x<sub>b</sub>·e<sup>s(x<sub>a</sub>)</sup> + t(x<sub>a</sub>). log-det = Σ s.",
+    "actnorm": "ActNorm: each channel c shifted and rescaled by learned numbers. log-det = −HW Σ log σ<sub>c</sub>.",
+    "squeeze": "Squeeze: each 2×2×C patch becomes 1×1×4C. No value changes: log-det 0, the same picture.",
+    "factor-out": "Factor-out: half of the channels leave as z<sub>i</sub> for the prior. No value changes: log-det 0.",
+}
 TRACE_MODES = ("with dequantization noise, as trained", "without dequantization noise (bin centres)")
 
 ABOUT_2D = {
@@ -121,9 +133,22 @@ def generated(path: str, version: float, source: str, _model, _z) -> explore.Ste
     return explore.generate(_model, _z)
 
 
+@st.cache_resource(max_entries=48, show_spinner="Drawing every block …")
+def animated(view: tuple, _build: Callable[[], go.Figure]) -> go.Figure:
+    """One animation figure per view (model file version, input, settings, opening step), shared by every
+    session: building its frames is the costly part (about 0.3 s for 25 blocks); reading it is not."""
+    return _build()
+
+
 @st.cache_resource(max_entries=8, show_spinner="Evaluating the density …")
 def density(path: str, version: float, _model) -> tuple[np.ndarray, np.ndarray]:
     return explore.density(_model)
+
+
+def opening(n: int) -> int:
+    """The step an animation opens at: the block stepper's, or on a session's first run the URL's."""
+    value = st.session_state.get("block", st.query_params.get("block", "0"))
+    return min(int(value), n - 1) if str(value).isdigit() else 0
 
 
 def digest(array: np.ndarray) -> str:
@@ -215,8 +240,26 @@ if entry.is_image_model:
                 f"the [0, 256) pixel scale, as the Latent Playground and `python -m flow.evaluate --seed "
                 f"{noise_seed}` score it.{card} Another noise draw moves one digit's figure by up to about a tenth.")
 
-    st.header("Digit → noise")
-    units = st.segmented_control("Likelihood in", ["nats", "bits/dim"], default="bits/dim", key="units", bind=BIND)
+    head, unit_box = st.columns([3, 1], vertical_alignment="bottom")
+    head.header("Digit → noise")
+    units = unit_box.segmented_control("Likelihood in", ["nats", "bits/dim"], default="bits/dim", key="units",
+                                       bind=BIND)
+    captions = [BRIEF["data" if with_noise else "centres"]] + [
+        f"{BRIEF[kind]} Inverts to {sci(err)}." for kind, err in zip(steps.kinds[1:], steps.roundtrip[1:])]
+    level = explore.ks_noise_level(model.dim)
+    with st.container(key="flow_animation"):  # stepping and playing happen in the browser
+        view = ("flow", *ident, source, seed, units, opening(len(steps)))
+        st.plotly_chart(animated(view, lambda: plots.flow_animation(
+            steps, dec, "nats" if units == "nats" else "bpd", captions, opening(len(steps)), level)),
+            key="flow_chart", config=PLAIN)
+    st.markdown(r"Press **play** or drag the slider: every block of this digit is already in your browser. The bars "
+                r"add up the likelihood from left to right (paper Eq. 3; :green[■] shortens the code, :red[■] lengthens "
+                r"it, :orange[■] is the block on screen), "
+                r"$\log p(u) = \log \mathcal N(z; 0, I) + \sum_k \log|\det \partial h_k/\partial h_{k-1}|$, "
+                r"and $\text{bits/dim} = (-\log p(u) + D \log 256)/(D \log 2)$. "
+                f"Total: **log p(u) = {dec.log_prob:.1f} nats, or {dec.bits_per_dim:.3f} bits/dim**. " + bits_note()
+                + f" At the end the {model.dim} values should look like draws from $\\mathcal N(0, 1)$: a KS distance "
+                  f"below about {level:.2f} (the dotted line) is within sampling noise.")
 
     def audit(i: int) -> None:
         """How exactly this block and the whole flow invert, and its log-det against autograd's."""
@@ -245,34 +288,14 @@ if entry.is_image_model:
             if kind == "coupling" and np.isnan(steps.block(i)["s"]).any():
                 st.markdown("Grey: dimensions already factored out, which this block does not see.")
             audit(i)
+            st.caption("Its values: " + ", ".join(f"{k} {v:+.2f}" for k, v in explore.moments(steps.states[i]).items())
+                       + f", KS {steps.ks[i]:.3f}.")
         maps.plotly_chart(plots.block_figure(steps, i), key="block_maps", config=PLAIN)
         if kind in ("squeeze", "factor-out"):
             maps.plotly_chart(plots.layout_figure(steps, i), key="layout_maps", config=PLAIN)
-        left, right = st.columns(2)
-        with left:
-            st.markdown("**Where the likelihood comes from** (paper Eq. 3): bars add up from left to right; "
-                        "the highlighted one is this block.")
-            st.latex(r"\log p(u) = \log \mathcal N(z; 0, I) + \textstyle\sum_k \log\left|\det "
-                     r"\frac{\partial h_k}{\partial h_{k-1}}\right|")
-            st.latex(r"\text{bits/dim} = \frac{-\log p(u) + D \log 256}{D \log 2}")
-            st.markdown(f"Total: **log p(u) = {dec.log_prob:.1f} nats, or {dec.bits_per_dim:.3f} bits/dim**. "
-                        + bits_note())
-            st.plotly_chart(plots.decomposition_figure(dec, "nats" if units == "nats" else "bpd",
-                                                       i - 1 if i > 0 else None),
-                            key="waterfall", config=PLAIN)
-        with right:
-            m = explore.moments(steps.states[i])
-            level = explore.ks_noise_level(model.dim)
-            st.markdown(r"**How Gaussian is it now?** At the end the 784 values of $z$ should look like 784 "
-                        r"draws from $\mathcal N(0, 1)$. The KS distance is the largest gap between their CDF and "
-                        f"the normal one (below about {level:.2f} is within sampling noise: the dotted line). Here: "
-                        + ", ".join(f"{k} {v:+.2f}" for k, v in m.items()) + f", KS {steps.ks[i]:.3f}.")
-            h, k = st.columns(2)
-            h.plotly_chart(plots.histogram_figure(steps.states[i], "values after this block"), key="hist",
-                           config=PLAIN)
-            k.plotly_chart(plots.ks_figure(steps, i, level), key="ks", config=PLAIN)
 
-    player("block", len(steps), "Block", forward_block, seconds=1.2)
+    st.subheader("One block at a time, with its formulas")
+    stepper("block", len(steps), "Block", forward_block)
 
     st.header("Noise → digit")
     st.markdown(r"Generation runs the same blocks backwards: $x = f^{-1}(z)$. Start from Gaussian noise "
@@ -290,13 +313,14 @@ if entry.is_image_model:
     back = generated(*ident, start_key, model, z)
     st.image(plots.filmstrip(back), caption="every step, from the latent (left) to the picture (right); each "
              "stretched to its own grey range", width="stretch")
-
-    def backward_step(i: int) -> None:
-        text, pic = st.columns([2, 3])
-        text.markdown(f"#### {i}. {back.names[i]}\n\n" + UNDO.get(back.kinds[i], UNDO["coupling"]))
-        pic.plotly_chart(plots.state_figure(back, i), key="gen_state", config=PLAIN)
-
-    player("gen_step", len(back), "Step backwards", backward_step, seconds=0.8)
+    text, pic = st.columns([2, 3])
+    with text:
+        st.markdown("**What undoing each kind of block does**")
+        for kind in dict.fromkeys(back.kinds):
+            st.markdown(UNDO.get(kind, UNDO["coupling"]))
+    with pic.container(key="gen_animation"):
+        st.plotly_chart(animated(("gen", *ident, start_key), lambda: plots.steps_animation(back)), key="gen_chart",
+                        config=PLAIN)
     st.divider()
     toy_training_offer()
 
@@ -311,46 +335,49 @@ else:
     grid, per_line = explore.grid_lines()
     data = make_toy(entry.data, 1500, seed=1)
     if direction == "inference x → z":
-        start = data
-        steps = traced(*ident, "points", None, model, start)
+        start, toy_key = data, "points"
+        steps = traced(*ident, toy_key, None, model, start)
         lines = traced(*ident, "grid", None, model, grid)
     else:
         temperature = c2.slider("Temperature T", 0.1, 1.5, 1.0, 0.05, key="toy_temperature", bind=BIND)
         seed = c3.number_input("Seed", 0, 10**6, 0, key="toy_seed", bind=BIND)
-        start = model.latents(1500, temperature, seed)
-        steps = generated(*ident, f"noise:{temperature}:{seed}", model, start)
+        start, toy_key = model.latents(1500, temperature, seed), f"noise:{temperature}:{seed}"
+        steps = generated(*ident, toy_key, model, start)
         lines = generated(*ident, "grid", model, grid)
     colour = np.arctan2(start[:, 1].numpy(), start[:, 0].numpy())  # follow each point by where it started
     extent = float(np.ceil(np.percentile(np.abs(steps.states), 99.5) + 0.5))
     ticks, dens = density(*ident, model)
+    titles = [f"{i}. {name} · KS to N(0, I): {ks:.3f}" for i, (name, ks) in enumerate(zip(steps.names, steps.ks))]
+    left, right = st.columns(2)
+    with left.container(key="toy_animation"):  # stepping and playing happen in the browser
+        view = ("points", *ident, toy_key, opening(len(steps)))
+        st.plotly_chart(animated(view, lambda: plots.points_animation(
+            steps.states, colour, lines.states, per_line, extent, titles, opening(len(steps)))),
+            key="toy_chart", config=PLAIN)
+    right.plotly_chart(plots.density_figure(ticks, dens, data.numpy()), key="toy_density", config=PLAIN)
 
     def toy_block(i: int) -> None:
+        st.markdown(f"#### {titles[i]}\n\n" + ABOUT_2D.get(steps.kinds[i], ABOUT[steps.kinds[i]]))
+        check = jacobian(*ident, "points", None, i, model, steps)
+        st.caption(f"**Invertibility audit.** This block: max |h − f⁻¹(f(h))| = {sci(steps.roundtrip[i])}; the "
+                   f"whole flow: {sci(steps.flow_roundtrip)}, over {len(data)} points."
+                   + ("" if check is None else f" log|det J| averaged over the first 64 points: {check[0]:.5f} "
+                      f"from the block's own formula, {check[1]:.5f} from autograd's 2 × 2 Jacobians."))
+        dec = explore.decomposition(model, steps)
         left, right = st.columns(2)
-        left.plotly_chart(plots.points_figure(steps.states[i], colour, lines.states[i], per_line, extent,
-                                              f"{i}. {steps.names[i]} · KS to N(0, I): {steps.ks[i]:.3f}"),
-                          key="toy_points", config=PLAIN)
-        right.plotly_chart(plots.density_figure(ticks, dens, data.numpy()),
-                           key="toy_density", config=PLAIN)
-        if direction == "inference x → z":
-            st.markdown(ABOUT_2D.get(steps.kinds[i], ABOUT[steps.kinds[i]]))
-            check = jacobian(*ident, "points", None, i, model, steps)
-            st.caption(f"**Invertibility audit.** This block: max |h − f⁻¹(f(h))| = {sci(steps.roundtrip[i])}; the "
-                       f"whole flow: {sci(steps.flow_roundtrip)}, over {len(data)} points."
-                       + ("" if check is None else f" log|det J| averaged over the first 64 points: {check[0]:.5f} "
-                          f"from the block's own formula, {check[1]:.5f} from autograd's 2 × 2 Jacobians."))
-            dec = explore.decomposition(model, steps)
-            left, right = st.columns(2)
-            left.markdown(f"**Where the likelihood comes from**, averaged over these {len(data)} training points "
-                          "(the model list's figure is the test set's): "
-                          f"log p(x) = {dec.log_prob:.3f} nats = {dec.bits_per_dim:.3f} bits/dim.")
-            left.plotly_chart(plots.decomposition_figure(dec, "nats", i - 1 if i > 0 else None), key="toy_waterfall",
-                              config=PLAIN)
-            right.markdown("**How Gaussian is it now?** A standard Gaussian cloud looks like $\\mathcal N(0, 1)$ "
-                           "along every line through the origin: the number is the worst KS distance over 16 lines.")
-            right.plotly_chart(plots.ks_figure(steps, i), key="toy_ks", config=PLAIN)
-        else:
-            st.markdown("Gaussian samples (coloured by their angle) and a regular grid in $z$-space, with the "
-                        "blocks undone one by one: " + ("the starting noise." if i == 0 else
-                                                        f"**{steps.names[i]}** has just been inverted."))
+        left.markdown(f"**Where the likelihood comes from**, averaged over these {len(data)} training points "
+                      "(the model list's figure is the test set's): "
+                      f"log p(x) = {dec.log_prob:.3f} nats = {dec.bits_per_dim:.3f} bits/dim.")
+        left.plotly_chart(plots.decomposition_figure(dec, "nats", i - 1 if i > 0 else None), key="toy_waterfall",
+                          config=PLAIN)
+        right.markdown("**How Gaussian is it now?** A standard Gaussian cloud looks like $\\mathcal N(0, 1)$ "
+                       "along every line through the origin: the number is the worst KS distance over 16 lines.")
+        right.plotly_chart(plots.ks_figure(steps, i), key="toy_ks", config=PLAIN)
 
-    player("block", len(steps), "Block", toy_block, seconds=0.8)
+    if direction == "inference x → z":
+        st.markdown("Press **play** or drag the slider: each frame is the data after one more block.")
+        st.subheader("One block at a time, with its formulas")
+        stepper("block", len(steps), "Block", toy_block)
+    else:
+        st.markdown("Gaussian samples (coloured by their angle) and a regular grid in $z$-space, with the blocks "
+                    "undone one by one. Press **play** or drag the slider.")

@@ -1,13 +1,16 @@
-"""How long the Layer Explorer takes from a block-slider change to the new block, for the multi-scale
-MNIST model on this CPU (target: under 150 ms median). Prints JSON.
+"""How long the Layer Explorer takes from a block-stepper change to the new block, for the multi-scale
+MNIST model on this CPU (target: under 150 ms median), and what its in-browser animation costs once per
+digit. Prints JSON.
 
     OMP_NUM_THREADS=1 python bench/explorer_latency.py [--moves 25] [--preset realnvp-fast]
 
 "trace" is the one-off cost per digit (the page caches it per model file and digit); "slider: data" is
 what a slider move computes from the cached trace (the block's maps, where each pixel went, moments);
-"slider: data + figures" adds every plotly figure the block view draws, serialised as Streamlit sends
+"slider: data + figures" adds the plotly figures the block view draws, serialised as Streamlit sends
 them; "slider: page rerun" is a whole AppTest script run after moving the slider (the browser reruns
-only the fragment holding the slider and the block view, so this is an upper bound).
+only the fragment holding the slider and the block view, so this is an upper bound). "animation" is
+building and serialising the figure whose frames hold every block (sent once per digit: stepping and
+playing it cost the server nothing), with its size.
 """
 from __future__ import annotations
 
@@ -49,13 +52,17 @@ def timed(fn, args: list) -> list[float]:
 
 def block_view(model: Flow, steps: explore.Steps, i: int) -> None:
     """Everything the page's block view builds for block i, serialised like st.plotly_chart does."""
-    dec = explore.decomposition(model, steps)
-    figures = [plots.block_figure(steps, i), plots.decomposition_figure(dec, "bpd", i - 1 if i else None),
-               plots.histogram_figure(steps.states[i], ""), plots.ks_figure(steps, i)]
+    figures = [plots.block_figure(steps, i)]
     if steps.kinds[i] in ("squeeze", "factor-out"):
         figures.append(plots.layout_figure(steps, i))
     for fig in figures:
         fig.to_json()
+
+
+def animation(model: Flow, steps: explore.Steps) -> str:
+    """The page's animated figure of every block of one trace, serialised."""
+    dec = explore.decomposition(model, steps)
+    return plots.flow_animation(steps, dec, "bpd", steps.kinds, 0, explore.ks_noise_level(model.dim)).to_json()
 
 
 def page_reruns(path: Path, blocks: list[int]) -> list[float]:
@@ -100,6 +107,8 @@ def main() -> None:
         "slider: data": summary(slider_data),
         "slider: data + figures": summary(figures),
         "slider: page rerun (AppTest, whole script)": summary(page_reruns(path, blocks)),
+        "animation (once per digit)": summary(timed(lambda _: animation(model, steps), range(5))),
+        "animation_json_kb": round(len(animation(model, steps)) / 1024),
     }
     result["meets_target"] = result["slider: data + figures"]["median_ms"] < TARGET_MS
     print(json.dumps(result, indent=2))

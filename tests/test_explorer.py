@@ -23,7 +23,7 @@ from tests.helpers import randomize
 REALNVP = CHECKPOINT_DIR / "realnvp-mnist.safetensors"
 SEED_MLP = CHECKPOINT_DIR / "seed-mlp-mnist.safetensors"
 MOONS = CHECKPOINT_DIR / "toy-2d-moons.safetensors"
-TOY_CHARTS = {"toy_points", "toy_density", "toy_waterfall", "toy_ks"}  # the 2-D view, inference direction
+TOY_CHARTS = {"toy_chart", "toy_density", "toy_waterfall", "toy_ks"}  # the 2-D view, inference direction
 
 
 @pytest.fixture(scope="module")
@@ -223,24 +223,43 @@ def test_page_renders_for_mnist_models_and_the_slider_moves_the_block(path):
 def test_the_decomposition_on_screen_is_the_models_log_prob(digit):
     at = open_page(REALNVP)
     at.segmented_control(key="units").set_value("nats").run()
-    at.slider(key="block").set_value(5).run()
-    waterfall = chart(at, "waterfall")
-    terms, total = numbers(waterfall["data"][0]["y"]), numbers(waterfall["data"][1]["y"])[0]
+    shown = chart(at, "flow_chart")
+    waterfall = shown["frames"][5]["data"][5]  # the frame of block 5; its sixth trace is the waterfall
+    terms = numbers(waterfall["y"])
+    total = numbers(next(d["y"] for d in shown["data"] if d.get("x") == ["total"]))[0]
     model = load_checkpoint(REALNVP)
     u = model.dequantize(digit, 0)  # the page's default: test image #0 with the noise of seed 0
     log_prob = model.log_prob(u).item()
     assert terms.sum() == pytest.approx(log_prob, rel=1e-4) and total == pytest.approx(log_prob, rel=1e-4)
     z = model.encode(u)
     assert terms[-1] == pytest.approx(prior_log_prob(z).item(), rel=1e-4)  # the last term is log N(z)
-    colours = waterfall["data"][0]["marker"]["color"]
+    colours = waterfall["marker"]["color"]
     assert colours[4] == "#f5a800" and colours.count("#f5a800") == 1  # block 5 = the 5th term, highlighted
-    legend = {d["name"]: d["marker"]["color"] for d in waterfall["data"][2:]}  # the colours' key
-    assert legend == {"raises log p (shorter code)": "#2a9d8f", "lowers log p (longer code)": "#e76f51",
-                      "this block": "#f5a800", "total": "#555555"}
-    ks = chart(at, "ks")
-    line = ks["layout"]["shapes"][0]
+    assert f"{log_prob:.1f} nats" in next(m.value for m in at.markdown if "Total:" in m.value)
+    line = shown["layout"]["shapes"][0]
     assert line["y0"] == line["y1"] == pytest.approx(explore.ks_noise_level(784)) == pytest.approx(0.0486, abs=1e-4)
-    assert f"within sampling noise" in next(m.value for m in at.markdown if "How Gaussian" in m.value)
+    ks = [numbers(f["data"][4]["y"])[0] for f in shown["frames"]]  # the marker on the KS curve, frame by frame
+    assert ks == pytest.approx(explore.explore(model, digit, 0).ks.tolist(), abs=1e-6)
+
+
+@pytest.mark.integration
+def test_the_animation_holds_every_block_and_steps_in_the_browser():
+    """Stepping and playing are plotly.js animations: every block is a frame, and the slider and the play
+    buttons only call `animate` on those frames (no Streamlit widget: the server is not asked)."""
+    at = open_page(REALNVP)
+    shown = chart(at, "flow_chart")
+    n = len(load_checkpoint(REALNVP).names) + 2  # the input, the logit, then the blocks
+    assert [f["name"] for f in shown["frames"]] == [str(i) for i in range(n)]
+    assert shown["frames"][3]["layout"]["title"]["text"].startswith("<b>3. coupling 1")
+    slider = shown["layout"]["sliders"][0]
+    assert slider["active"] == 0 and [s["args"][0] for s in slider["steps"]] == [[str(i)] for i in range(n)]
+    assert all(s["method"] == "animate" for s in slider["steps"])
+    plays = [b for b in shown["layout"]["updatemenus"][0]["buttons"] if b["args"][0] is None]
+    assert sorted(b["args"][1]["frame"]["duration"] for b in plays) == [250, 800, 2000]  # three speeds
+    assert all(b["method"] == "animate" for b in shown["layout"]["updatemenus"][0]["buttons"])
+    at.slider(key="block").set_value(7).run()  # the formulas' stepper; a full rerun then opens the animation there
+    at.segmented_control(key="units").set_value("nats").run()
+    assert chart(at, "flow_chart")["layout"]["sliders"][0]["active"] == 7
 
 
 @pytest.mark.integration
@@ -266,19 +285,11 @@ def test_a_non_image_upload_shows_a_clear_message_and_no_trace():
 def test_generation_section_from_noise_and_from_the_code():
     at = open_page(REALNVP)
     at.slider(key="gen_temperature").set_value(0.5).run()
-    at.slider(key="gen_step").set_value(4).run()
-    assert not at.exception and chart(at, "gen_state")["data"][0]["type"] == "heatmap"
+    frames = chart(at, "gen_chart")["frames"]
+    assert not at.exception and len(frames) == len(load_checkpoint(REALNVP).names) + 2
+    assert frames[4]["data"][0]["type"] == "heatmap" and frames[-1]["layout"]["coloraxis"]["cmin"] == 0  # ends in pixels
     at.radio(key="gen_start").set_value("the encoded digit").run()
     assert not at.exception
-
-
-@pytest.mark.integration
-def test_play_starts_and_pauses_the_animation():
-    at = open_page(REALNVP)
-    at.button(key="block_play").click().run()
-    assert at.session_state["block_playing"] is True
-    at.button(key="block_next").click().run()  # stepping by hand pauses
-    assert at.session_state["block_playing"] is False and at.slider(key="block").value == 1
 
 
 @pytest.mark.integration
@@ -286,9 +297,10 @@ def test_page_renders_for_a_2d_model_in_both_directions():
     at = open_page(MOONS)
     assert {c.key for c in at.get("plotly_chart")} == TOY_CHARTS
     at.slider(key="block").set_value(4).run()
-    assert not at.exception and "4. " in chart(at, "toy_points")["layout"]["title"]["text"]
+    assert not at.exception and heading(at).startswith("#### 4. ")
+    assert chart(at, "toy_chart")["frames"][4]["layout"]["title"]["text"].startswith("4. ")
     at.radio(key="toy_direction").set_value("generation z → x").run()
-    assert not at.exception and {c.key for c in at.get("plotly_chart")} == {"toy_points", "toy_density"}
+    assert not at.exception and {c.key for c in at.get("plotly_chart")} == {"toy_chart", "toy_density"}
 
 
 @pytest.mark.slow
