@@ -1,11 +1,21 @@
-"""Plotly figures of training curves (negative log-likelihood against step or epoch)."""
+"""Plotly figures of training: the curves (negative log-likelihood against step or epoch), the samples and the
+2-D plane over training, the per-block view, and the GIF of the samples."""
 from __future__ import annotations
 
+import base64
+import io
+
+import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from PIL import Image, ImageDraw, ImageFont
 from plotly.colors import qualitative
+from plotly.subplots import make_subplots
 
-from app.jobs import bpd_to_nats
+from app.explore_plots import density_figure, points_figure
+from app.jobs import bpd_to_nats, data_dim
+from app.learning import EXTENT, BlockHistory, Frame, PlaneView
+from flow.explore import Decomposition
 
 UNITS = ("bits/dim", "nats")
 Y_TITLE = {"bits/dim": "NLL (bits/dim)", "nats": "NLL (nats per example)"}
@@ -37,4 +47,124 @@ def nll_figure(runs: dict[str, tuple[pd.DataFrame, str]], unit: str = "bits/dim"
     fig.update_layout(height=height, margin=dict(l=10, r=10, t=30, b=10), xaxis_title=x, yaxis_title=Y_TITLE[unit],
                       legend=dict(orientation="h", y=1.02, yanchor="bottom", x=0), uirevision="keep-zoom",
                       hovermode="x unified")
+    return fig
+
+
+# ----- watching a run learn (app.learning) -------------------------------------------------------------------
+CONTROLS = 130  # px below an animated figure: its slider, then the play and pause buttons
+
+
+def _animate(fig: go.Figure, labels: list[str], ms: int, redraw: bool, prefix: str) -> go.Figure:
+    """A slider over the figure's frames (named by `labels`) and play/pause buttons: plotly.js steps through
+    them in the browser, so scrubbing costs the server nothing."""
+    def go_to(names: list[str] | None, duration: int) -> list:
+        return [names, {"frame": {"duration": duration, "redraw": redraw}, "mode": "immediate",
+                        "transition": {"duration": 0}, "fromcurrent": True}]
+
+    fig.update_layout(
+        sliders=[{"active": len(labels) - 1, "x": 0, "len": 1, "y": 0, "yanchor": "top", "pad": {"t": 20, "b": 0},
+                  "currentvalue": {"prefix": prefix, "font": {"size": 13}}, "font": {"size": 10},
+                  "steps": [{"label": label, "method": "animate", "args": go_to([label], 0)} for label in labels]}],
+        updatemenus=[{"type": "buttons", "direction": "right", "x": 0, "y": 0, "xanchor": "left", "yanchor": "top",
+                      "pad": {"t": CONTROLS - 34}, "showactive": False, "font": {"size": 13}, "buttons": [
+                          {"label": "▶ play", "method": "animate", "args": go_to(None, ms)},
+                          {"label": "❚❚ pause", "method": "animate", "args": go_to([None], 0)}]}])
+    return fig
+
+
+def samples_figure(frames: list[Frame], ms: int = 600) -> go.Figure:
+    """A run's sample pictures (the same latents decoded after each epoch or snapshot) as one picture with a
+    slider and play/pause over them, opening on the latest."""
+    sources = [_data_uri(f.path.read_bytes()) for f in frames]
+    labels = [f.label for f in frames]
+    fig = go.Figure([go.Image(source=sources[-1], hoverinfo="skip")],
+                    frames=[go.Frame(data=[go.Image(source=s)], name=label) for s, label in zip(sources, labels)])
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False, scaleanchor="x")
+    fig.update_layout(height=360 + CONTROLS, margin=dict(l=0, r=0, t=0, b=CONTROLS), dragmode=False)
+    return _animate(fig, labels, ms, redraw=True, prefix="samples after ")
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def samples_gif(frames: list[Frame], ms: int = 500, scale: int = 2) -> bytes:
+    """An animated GIF of the sample pictures, each with its label (epoch, step) in a band above it; the
+    last picture is held three times as long."""
+    band = 14 * scale
+    images = []
+    for f in frames:
+        with Image.open(f.path) as img:
+            pic = img.convert("L")
+        pic = pic.resize((pic.width * scale, pic.height * scale), Image.NEAREST)
+        page = Image.new("L", (pic.width, pic.height + band), 255)
+        page.paste(pic, (0, band))
+        ImageDraw.Draw(page).text((4, 2), f.label, fill=0, font=ImageFont.load_default(size=10 * scale))
+        images.append(page)
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], loop=0,
+                   duration=[ms] * (len(images) - 1) + [3 * ms])
+    return buf.getvalue()
+
+
+def _plane_traces(view: PlaneView, data: np.ndarray) -> list:
+    """The traces of `density_figure` (heat map, data) then of `points_figure` (grid lines, samples) moved to
+    the second axes."""
+    density = density_figure(view.ticks, view.density, data).data
+    points = points_figure(view.samples, view.colour, view.grid, view.per_line, EXTENT, "").data
+    for t in density:
+        if isinstance(t, go.Heatmap):
+            t.update(colorbar={"x": 0.45, "len": 0.9, "thickness": 12})
+    return [*density, *(t.update(xaxis="x2", yaxis="y2") for t in points)]
+
+
+PLANE_TITLES = ("learned density p(x), with the data", "samples and the z-grid, pushed through the flow")
+
+
+def plane_figure(views: list[PlaneView], data: np.ndarray, ms: int = 400) -> go.Figure:
+    """A 2-D run's plane, left the learned density with the data, right samples from the run's fixed latents
+    and the regular z-grid carried into data space. One view: a still of that step; several: frames (the
+    heat map, grid and samples change; the data stays) with a slider and play/pause, replayed in the browser."""
+    traces = _plane_traces(views[-1], data)
+    moving = [i for i, t in enumerate(traces) if i != 1]  # all but the data
+    labels = [f"step {v.step} · epoch {v.epoch:.2f}" for v in views]
+    frames = [go.Frame(data=[t for i, t in enumerate(_plane_traces(v, data)) if i != 1], traces=moving, name=label)
+              for v, label in zip(views, labels)] if len(views) > 1 else None
+    axis = {"range": [-EXTENT, EXTENT], "zeroline": False, "constrain": "domain"}
+    fig = go.Figure(traces, frames=frames)
+    fig.update_layout(
+        height=420 + (CONTROLS if frames else 0), margin=dict(l=0, r=0, t=30, b=CONTROLS if frames else 0),
+        showlegend=False,
+        xaxis={**axis, "domain": [0, 0.43]}, yaxis={**axis, "scaleanchor": "x"},
+        xaxis2={**axis, "domain": [0.55, 1], "anchor": "y2"}, yaxis2={**axis, "scaleanchor": "x2", "anchor": "x2"},
+        annotations=[{"text": text, "x": x, "y": 1.0, "xref": "paper", "yref": "paper", "yanchor": "bottom",
+                      "showarrow": False, "font": {"size": 13}} for text, x in zip(PLANE_TITLES, (0.2, 0.775))],
+        uirevision="plane")
+    return _animate(fig, labels, ms, redraw=True, prefix="") if frames else fig
+
+
+def _bits_per_dim(logdets: np.ndarray, data: str) -> list[float]:
+    """Each block's log-det (nats per example) as its term of bits/dim (`Decomposition.terms`)."""
+    dec = Decomposition(names=[""] * len(logdets), logdets=logdets, prior=0.0, dim=data_dim(data), images=False,
+                        bits_per_dim=0.0)
+    return [v for _, v in dec.terms("bits/dim")[:-1]]  # the last term is the prior's
+
+
+def block_figure(history: BlockHistory, data: str) -> go.Figure:
+    """Two heat maps over training (x: step): each block's log-det as its share of bits/dim (negative: it
+    shortens the code), and each coupling's saturation, the share of its scales with |tanh| above 0.95."""
+    bits = np.array([_bits_per_dim(row, data) for row in history.logdet])
+    m = float(np.abs(bits).max()) or 1.0
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.2, subplot_titles=(
+        "log-det of each block, in bits/dim", "coupling saturation: share of |tanh| > 0.95"))
+    fig.add_heatmap(x=history.steps, y=history.names, z=bits.T, colorscale="RdBu", zmin=-m, zmax=m, row=1, col=1,
+                    colorbar={"x": 0.4, "thickness": 12, "title": {"text": "bits/dim"}},
+                    hovertemplate="%{y} at step %{x}: %{z:+.3f} bits/dim<extra></extra>")
+    fig.add_heatmap(x=history.steps, y=history.couplings, z=history.saturation.T, colorscale="Reds", zmin=0, zmax=1,
+                    row=1, col=2, colorbar={"thickness": 12, "tickformat": ".0%"},
+                    hovertemplate="%{y} at step %{x}: %{z:.1%} saturated<extra></extra>")
+    fig.update_yaxes(autorange="reversed", tickfont={"size": 10})
+    fig.update_xaxes(title_text="step")
+    fig.update_layout(height=max(300, 16 * len(history.names) + 120), margin=dict(l=0, r=0, t=30, b=0))
     return fig

@@ -78,6 +78,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("limit_train", int, None, "train on the first N examples only", "Training examples", low=1),
     Option("limit_test", int, None, "evaluate on the first N test examples only", "Test examples", low=1),
     Option("log_every", int, 20, "steps between metrics lines", "Log every (steps)", low=1),
+    Option("snapshot_every", int, None, "steps between weight snapshots (snapshots/), which the Train page replays; "
+           "0: none; default: about 40 over a 2-D run, none for images", "Snapshot every (steps)", low=0),
     Option("weight_decay", float, 0.0, "L2 penalty; the paper used 5e-5", low=0),
     Option("grad_clip", float, 100.0, "max gradient norm (0: off)", low=0),
     Option("schedule", str, "cosine", "learning-rate schedule after the warm-up", choices=("cosine", "constant")),

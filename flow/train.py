@@ -1,7 +1,9 @@
 """Train a Real NVP: python -m flow.train --preset P --data D --epochs N [--resume ...].
 
 Writes into the run folder: checkpoint.safetensors (each epoch, atomically), train_state.pt
-(optimizer, for --resume), metrics.jsonl, samples/epoch_NNN.png, samples.png and status.json.
+(optimizer, for --resume), metrics.jsonl, samples/epoch_NNN.png (every epoch's samples decoded from the
+same latents, samples/latents.safetensors), samples.png, status.json, and with --snapshot-every K
+(default for 2-D models) snapshots/step_NNNNNNN.safetensors every K steps (`flow.learning`).
 Works the same under `torchrun --nproc_per_node=N -m flow.train ...` (DDP; rank 0 writes).
 """
 from __future__ import annotations
@@ -30,11 +32,12 @@ from flow import distributed as dd
 from flow.checkpoint import CheckpointError, atomic_write, load_checkpoint, model_problem, save_checkpoint
 from flow.data import MNISTUnavailable, load_dataset
 from flow.evaluate import evaluate_bpd
+from flow.learning import block_stats, default_snapshot_every, run_latents, save_snapshot
 from flow.layers import dequantize
 from flow.model import PRESETS, FlowConfig, build_model, default_data, fits_data, prior_log_prob
 from flow.options import add_arguments
 from flow.run_protocol import EXIT_CRASHED, EXIT_DIVERGED, EXIT_REFUSED, EXIT_WRITE_FAILED, batch_problem
-from flow.viz import samples_picture
+from flow.viz import samples_picture, write_png
 
 
 class Stopper:
@@ -111,12 +114,22 @@ class RunFolder:
             save_checkpoint(model, self.checkpoint, **meta)
             atomic_write(self.state, lambda tmp: torch.save(state, tmp))
 
-    def save_samples(self, model, epoch: int) -> None:
+    def save_samples(self, model, z: torch.Tensor, name: str, step: int, epoch: float) -> None:
+        """The samples decoded from the run's fixed latents z as samples/<name>.png and samples.png; the
+        PNG's text says the step and the (fractional) epoch it shows."""
         if self.writer:
-            img = samples_picture(model, 64, temperature=0.8 if len(model.config.shape) == 3 else 1.0)
+            img, text = samples_picture(model, z), {"step": str(step), "epoch": f"{epoch:.4f}"}
             with self.writing():
-                for path in (self.path / "samples" / f"epoch_{epoch:03d}.png", self.path / "samples.png"):
-                    atomic_write(path, lambda tmp: img.save(tmp, format="PNG"))
+                for path in (self.path / "samples" / f"{name}.png", self.path / "samples.png"):
+                    atomic_write(path, lambda tmp: write_png(img, tmp, text))
+
+    def snapshot(self, model, z: torch.Tensor, step: int, epoch: float) -> None:
+        """Weights after `step`, and for an image model its samples then (samples/step_NNNNNNN.png)."""
+        if self.writer:
+            with self.writing():
+                save_snapshot(model, self.path, step, epoch)
+            if len(model.config.shape) == 3:
+                self.save_samples(model, z, f"step_{step:07d}", step, epoch)
 
 
 def override(text: str) -> tuple[str, object]:
@@ -258,6 +271,11 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
     loader = DataLoader(dataset, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=True))
     steps_per_epoch = len(loader)
     total_steps = min(args.max_steps or 10**12, steps_per_epoch * args.epochs)
+    snapshot_every = default_snapshot_every(args.snapshot_every, model, total_steps)
+    with run.writing():
+        sample_z = run_latents(run.path, model, run.writer)  # every sample picture decodes these latents
+    probe = train_x[:64].to(device)  # a fixed batch for the per-block statistics in the metrics
+    probe = model.dequantize(probe, args.seed) if config.preprocess else probe
 
     if dd.all_sum([float(stopper.requested)], device)[0]:  # asked to stop while it was starting
         run.status("stopped", f"stopped before step {step + 1}; {run.kept()}", epoch=start_epoch, step=step,
@@ -285,6 +303,8 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
         return EXIT_DIVERGED
 
     first_step = step
+    if snapshot_every and step == 0:  # the starting point of the replay: the data-initialised identity
+        run.snapshot(model, sample_z, step, 0.0)
     last_test_bpd, ended, completed = None, "finished", start_epoch
     clock = elapsed_before  # training seconds as all ranks agree on them (their mean, updated every step)
     for epoch in range(start_epoch, args.epochs):
@@ -322,11 +342,14 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
             step, batches = step + 1, batches + 1
             window_bpd, window_n, epoch_images = window_bpd + loss_sum, window_n + int(n_sum), epoch_images + int(n_sum)
             bar.set_postfix(bpd=f"{loss_sum / n_sum:.3f}")
+            if snapshot_every and step % snapshot_every == 0:
+                run.snapshot(model, sample_z, step, epoch + batches / steps_per_epoch)
             if step % args.log_every == 0:
                 now = time.time()
                 run.log({"kind": "step", "step": step, "epoch": epoch + batches / steps_per_epoch,
                          "train_bpd": window_bpd / window_n, "test_bpd": None,
-                         "images_per_s": window_n / (now - window_t), "wall_time": round(elapsed(), 2)})
+                         "images_per_s": window_n / (now - window_t), "wall_time": round(elapsed(), 2),
+                         "blocks": block_stats(model, probe) if run.writer else None})
                 run.status("running", epoch=epoch, step=step, epochs=args.epochs, world_size=world)  # heartbeat
                 window_bpd, window_n, window_t = 0.0, 0, now
             if stop_votes:
@@ -344,7 +367,7 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
             ended = "stopped"
         run.log({"kind": "epoch", "step": step, "epoch": epoch + batches / steps_per_epoch, "train_bpd": None,
                  "test_bpd": last_test_bpd, "images_per_s": epoch_images / train_time, "wall_time": round(elapsed(), 2)})
-        run.save_samples(model, epoch + 1)
+        run.save_samples(model, sample_z, f"epoch_{epoch + 1:03d}", step, epoch + batches / steps_per_epoch)
         completed = epoch + 1 if batches == steps_per_epoch else epoch
         checkpoint(completed, last_test_bpd)
         dd.barrier()

@@ -2,9 +2,12 @@
 are in app/)."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 from torch import Tensor
 from torchvision.utils import make_grid
 
@@ -27,9 +30,18 @@ def scatter_image(points: Tensor, size: int = 256, extent: float = 4.0) -> Image
     return Image.fromarray((shade[::-1] * 255).astype(np.uint8), mode="L")
 
 
-def samples_picture(model, n: int = 64, temperature: float = 1.0, seed: int = 0) -> Image.Image:
-    """A picture of n samples: a grid of digits, or a scatter of 2-D points (more of them)."""
+def samples_picture(model, z: Tensor) -> Image.Image:
+    """The model's samples from latents z (N, D): a grid of digits, or a scatter of 2-D points."""
     with torch.no_grad():
-        if len(model.config.shape) == 1:
-            return scatter_image(model.sample(max(n, 4000), temperature, seed))
-        return image_grid(model.sample(n, temperature, seed), nrow=int(np.ceil(np.sqrt(n))))
+        x = model.decode(z)
+    if len(model.config.shape) == 1:
+        return scatter_image(x)
+    return image_grid(x, nrow=int(np.ceil(np.sqrt(len(z)))))
+
+
+def write_png(img: Image.Image, path: Path, text: dict[str, str]) -> None:
+    """Save img as a PNG file whose text chunks hold `text` (read back with Image.open(path).text)."""
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value)
+    img.save(path, format="PNG", pnginfo=info)

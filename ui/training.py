@@ -3,17 +3,21 @@ one run, and the list of all runs with an overlay of their curves. The work is d
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app import jobs
-from flow.data import DATASETS
-from flow.model import IMAGE_PRESETS, PRESETS
-from app.train_plots import nll_figure
+from app import jobs, learning
+from app.train_plots import block_figure, nll_figure, plane_figure, samples_figure, samples_gif
+from flow.checkpoint import CheckpointError, read_header
+from flow.data import DATASETS, make_toy
+from flow.model import IMAGE_PRESETS, PRESETS, Flow
 from ui.classroom import may_control, refuse
 
 REFRESH = "2s"  # how often the live view rereads the run folder while a run trains
+LIVE_PLANE = "1s"  # how often a 2-D run's plane view rereads its newest snapshot
 PICK, SELECTED = "train_run", "train_selected"  # SELECTED outlives a visit to another page
 CONFIRM = "train_confirm_delete"
 ICON = {"running": "🟢", "stopping": "🟡", "finished": "✅", "stopped": "⏸️", "diverged": "💥",
@@ -33,7 +37,8 @@ def _show_refusal(e: jobs.JobError) -> None:
 
 
 FORM_START = {"epochs": 3, "log_every": 10}  # where the form starts: a short run, a dense live chart
-PLACEHOLDER = {"batch_size": "preset's", "lr": "preset's", "limit_train": "all", "limit_test": "all"}
+PLACEHOLDER = {"batch_size": "preset's", "lr": "preset's", "limit_train": "all", "limit_test": "all",
+               "snapshot_every": "2-D: about 40 a run"}
 STEP = {"lr": 1e-4, "limit_train": 1000, "limit_test": 1000}
 
 
@@ -44,13 +49,57 @@ def _help(option) -> str:
     return option.help + (f". Empty: the preset's own ({tuned})." if tuned else "")
 
 
+QUICK_RUNS: dict[str, tuple[dict[str, object], str]] = {  # label: (form values, what the student will see and why)
+    "toy-2d on moons: watch the plane bend (about 30 s)": (
+        {"preset": "toy-2d", "data": "moons", "epochs": 3},
+        "Below the curves, live: the density starts as one round Gaussian blob and splits into two crescents, the "
+        "samples follow, and the grid bends to carry the Gaussian onto the moons. Afterwards, replay it."),
+    "seed-mlp on 5,000 digits: noise is the lesson (about 1 min)": (
+        {"preset": "seed-mlp", "data": "mnist", "epochs": 10, "limit_train": 5000},
+        "Bits/dim fall to about 5, yet every sample stays noise, epoch after epoch: the couplings are MLPs on the "
+        "784 flat pixels, which know nothing of which pixels are neighbours, so they cannot lay out a stroke. "
+        "Compare realnvp-fast below: convolutions see neighbourhoods."),
+    "realnvp-fast on 3,000 digits, 3 epochs: blotchy (about 2 min)": (
+        {"preset": "realnvp-fast", "data": "mnist", "epochs": 3, "limit_train": 3000},
+        "About 2 bits/dim, far better than seed-mlp, but the samples are black with specks and blobs: each coupling's "
+        "convolutions see a 3×3 neighbourhood, so ink comes in blobs, and 280 steps are too few to join them into "
+        "strokes. Scrub the samples: the same blobs grow from epoch to epoch."),
+}
+
+
+def _fill_form() -> None:
+    """Put the chosen quick run's values into the form's fields (the others back to where the form starts)."""
+    values = QUICK_RUNS[st.session_state["quick_run"]][0] if st.session_state.get("quick_run") else {}
+    for o in jobs.FORM_OPTIONS:
+        st.session_state[f"f_{o.name}"] = values.get(o.name, FORM_START.get(o.name, o.default))
+
+
 def new_run_form(expanded: bool) -> None:
     """The form (its fields are flow.options' declaration); a valid one starts a background run and selects
     it, a bad one is refused with reasons. Not drawn for a client that may not launch (ui.classroom): the check
     runs in the same script run that would act on a press, so a crafted rerun finds no form to submit."""
     if not may_control():
         return
-    with st.expander("New run", icon="➕", expanded=expanded), st.form("new_run", border=False):
+    with st.expander("New run", icon="➕", expanded=expanded):
+        quick = st.selectbox("Quick runs", list(QUICK_RUNS), index=None, key="quick_run", on_change=_fill_form,
+                             placeholder="pick one to fill in the form: each says what you will see, and why")
+        if quick:
+            st.info(QUICK_RUNS[quick][1], icon=":material/visibility:")
+        values, launched = _form()
+    if launched:
+        try:
+            run = jobs.launch(jobs.RunSpec(**values))
+        except jobs.JobError as e:
+            _show_refusal(e)
+        else:
+            select(run.name)
+            st.success(f"Launched **{run.name}** in the background (pid {run.pid}). It keeps training if you "
+                       "reload, go to another page or close the tab.", icon="🚀")
+
+
+def _form() -> tuple[dict[str, object], bool]:
+    """The form's fields: (their values, whether Launch was pressed)."""
+    with st.form("new_run", border=False):
         c = st.columns(3)
         values = {
             "preset": c[0].selectbox("Preset", list(PRESETS), key="f_preset",
@@ -64,22 +113,15 @@ def new_run_form(expanded: bool) -> None:
         for i, o in enumerate(numbers):
             if i % 4 == 0:
                 c = st.columns(4)
+            key = f"f_{o.name}"  # set by a quick run: then the widget takes its value from the session state
             values[o.name] = c[i % 4].number_input(
-                o.label, value=FORM_START.get(o.name, o.default), step=STEP.get(o.name, 1),
-                format="%.5f" if o.kind is float else None, key=f"f_{o.name}",
+                o.label, value=None if key in st.session_state else FORM_START.get(o.name, o.default),
+                step=STEP.get(o.name, 1),
+                format="%.5f" if o.kind is float else None, key=key,
                 placeholder=PLACEHOLDER.get(o.name), help=_help(o))
         values["threads"] = c[len(numbers) % 4].number_input("CPU threads", value=1, step=1, key="f_threads",
                                                             help="Leave a core to the app: on 2 cores, 1 thread.")
-        launched = st.form_submit_button("Launch", type="primary", icon="🚀")
-    if launched:
-        try:
-            run = jobs.launch(jobs.RunSpec(**values))
-        except jobs.JobError as e:
-            _show_refusal(e)
-        else:
-            select(run.name)
-            st.success(f"Launched **{run.name}** in the background (pid {run.pid}). It keeps training if you "
-                       "reload, go to another page or close the tab.", icon="🚀")
+        return values, st.form_submit_button("Launch", type="primary", icon="🚀")
 
 
 def pick_run(runs: list[jobs.Run]) -> jobs.Run:
@@ -198,13 +240,100 @@ def live_view(run: jobs.Run, unit: str) -> None:
                 x = st.segmented_control("x axis", ["step", "epoch"], default="step", key="train_x") or "step"
                 st.plotly_chart(nll_figure({now.name: (metrics, now.data)}, unit, x), key="live_chart")
         with right:
-            if now.samples.exists():
+            frames = learning.sample_frames(now.path) if now.data == "mnist" else []
+            if frames:
+                samples_over_training(now.name, tuple(frames))
+            elif now.samples.exists():
                 st.image(now.samples.read_bytes(), width="stretch",
                          caption=f"Samples from the latest checkpoint (epoch {now.checkpoint_epoch})")
             else:
                 st.caption("Samples appear after the first epoch.")
+        if now.preset is not None:
+            blocks_over_training(now)
 
     view()
+    if run.data and run.data != "mnist":
+        plane(run)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def _samples_media(frames: tuple[learning.Frame, ...], mtimes: tuple[float, ...]):
+    return samples_figure(list(frames)), samples_gif(list(frames))
+
+
+def samples_over_training(name: str, frames: tuple[learning.Frame, ...]) -> None:
+    """The run's sample pictures, every one decoded from the same latents: play or scrub them in the browser,
+    or download them as a GIF."""
+    figure, gif = _samples_media(frames, tuple(f.path.stat().st_mtime for f in frames))
+    st.plotly_chart(figure, key="samples_chart", config={"displayModeBar": False})
+    st.download_button("GIF of the samples", gif, f"{name}-samples.gif", "image/gif", icon=":material/download:",
+                       key="samples_gif", on_click="ignore",
+                       help="The same 64 latents decoded after every epoch (and snapshot): watch the same digits form.")
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _plane_view(run_dir: str, snapshot: str) -> learning.PlaneView:
+    return learning.snapshot_view(Path(run_dir), Path(snapshot))
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _toy_data(name: str) -> np.ndarray:
+    return make_toy(name, 1000, seed=1).numpy()
+
+
+def plane(run: jobs.Run) -> None:
+    """A 2-D run's plane: while it trains, its newest snapshot (reread every second); afterwards a replay of all
+    of them in the browser. Nothing trains here: the trainer writes the snapshots (flow.learning)."""
+    st.markdown("##### The plane as the flow learns it")
+
+    @st.fragment(run_every=LIVE_PLANE if run.active else None)
+    def live() -> None:
+        now = jobs.read_run(run.path)
+        if now.active != run.active:
+            st.rerun()  # it ended: the whole page again, which also stops this timer and offers the replay
+        try:
+            snapshots = [learning.newest_snapshot(run.path)] if run.active else learning.replay_snapshots(run.path)
+            views = [_plane_view(str(run.path), str(p)) for p in snapshots if p is not None]
+        except (CheckpointError, OSError) as e:
+            st.warning(f"A snapshot of this run cannot be read ({e}).")
+            return
+        if not views:
+            st.caption("No weight snapshots: this run was trained with --snapshot-every 0 (or before snapshots "
+                       "existed). Train a new 2-D run to watch the plane bend." if not run.active else
+                       "The first snapshot appears after the first steps.")
+            return
+        st.plotly_chart(plane_figure(views, _toy_data(run.data)), key="plane_chart", config={"displayModeBar": False})
+        st.caption(("Live: the newest snapshot, " if run.active else f"Replay of {len(views)} snapshots: ")
+                   + "the heat map is the model's density p(x); the coloured points are samples decoded from the "
+                   "same latents at every step (colour: the angle of their z), the grey lines a regular grid in z "
+                   "carried into the plane by the flow. Where the grid's cells shrink, the density is high.")
+
+    live()
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _stage_names(checkpoint: str, mtime: float) -> list[str]:
+    return Flow(read_header(checkpoint)[0]).transform.names
+
+
+def blocks_over_training(run: jobs.Run) -> None:
+    """Each block's log-det and each coupling's saturation over training, from the trainer's metrics."""
+    with st.expander("Per block over training: where the likelihood comes from, and saturated couplings",
+                     icon=":material/view_column:"):
+        source = run.checkpoint if run.checkpoint.exists() else learning.newest_snapshot(run.path)
+        try:
+            history = source and learning.block_history(run.path, _stage_names(str(source), source.stat().st_mtime))
+        except (CheckpointError, OSError):
+            history = None
+        if history is None:
+            st.caption("No block statistics yet: they come with the metrics, from the first checkpoint on "
+                       "(runs trained before they were recorded have none).")
+            return
+        st.plotly_chart(block_figure(history, run.data), key="blocks_chart", config={"displayModeBar": False})
+        st.caption("Left: what each block's log|det J| adds to bits/dim on a fixed batch of 64 training examples "
+                   "(blue shortens the code: the block spreads the data out; red lengthens it). Right: the share of "
+                   "each coupling's scales s = scale · tanh(·) at the bound, |tanh| > 0.95. A coupling stuck there "
+                   "no longer learns smoothly; a run about to diverge often shows one block's colour running away.")
 
 
 def runs_overview(runs: list[jobs.Run], unit: str) -> None:
