@@ -240,7 +240,7 @@ def density_figure(ticks: np.ndarray, dens: np.ndarray, data: np.ndarray) -> go.
 
 # ----- animations: every step sent once, stepped and played by plotly.js in the browser --------------------
 SPEEDS = (("▶ slow", 2000), ("▶ play", 800), ("▶▶ fast", 250))  # label, milliseconds per step
-CONTROLS = 124  # px below a figure for its slider and, under it, the buttons
+CONTROLS = 145  # px below a figure for its slider and, under it, the buttons
 
 
 def _jump(ms: int) -> dict:
@@ -259,7 +259,7 @@ def _animate(fig: go.Figure, frames: list[dict], start: int, prefix: str) -> go.
     plot = height - margin - fig.layout.margin.t  # px, the plotting area's height: paper y = 1
     fig.update_layout(
         height=height, margin={"b": margin},
-        sliders=[{"active": start, "x": 0, "len": 1, "y": -(margin - CONTROLS + 8) / plot, "yanchor": "top",
+        sliders=[{"active": start, "x": 0, "len": 1, "y": -30 / plot, "yanchor": "top",  # below the axis' ticks
                   "pad": {"t": 0, "b": 0}, "currentvalue": {"prefix": prefix, "font": {"size": 13}},
                   "font": {"size": 10}, "ticklen": 3,
                   "steps": [{"label": str(k), "method": "animate", "args": [[str(k)], _jump(0)]}
@@ -370,7 +370,7 @@ def flow_animation(steps: Steps, dec: Decomposition, units: str, captions: list[
     fig.update_yaxes(rangemode="tozero", row=2, col=2)
     fig.update_xaxes(type="category", nticks=9, tickfont={"size": 9}, tickangle=0, row=2, col=3)
     fig.update_annotations(font={"size": 12})
-    fig.update_layout(look(start), height=520, showlegend=False, barmode="overlay", bargap=0.1,
+    fig.update_layout(look(start), height=500, showlegend=False, barmode="overlay", bargap=0.1,
                       margin={"l": 10, "r": 10, "t": 64, "b": 10},
                       title={"x": 0, "xanchor": "left", "yref": "container", "y": 1, "yanchor": "top",
                              "pad": {"t": 6}, "font": {"size": 16}})
