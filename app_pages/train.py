@@ -19,10 +19,10 @@ if not runs and not can_act:
     st.info("No runs yet: when the teacher starts one, it appears here with its live chart.")
     st.stop()
 if not runs:
-    st.info("No runs yet: fill in the form and press **Launch**. toy-2d on moons, or seed-mlp on 5,000 MNIST "
-            "digits (Training examples: 5000), is done in about 20 seconds; realnvp-fast needs three to four minutes "
-            "an epoch on the full set and reaches about 1.56 bits/dim in ten minutes on 2 CPU cores "
-            "(for digit-like samples, train realnvp longer).")
+    st.info("No runs yet: open **New run**, pick one of the **Quick runs** (each says what you will see, and why) "
+            "or fill in the form yourself, and press **Launch**. toy-2d on moons shows the plane bend while it trains; "
+            "realnvp-fast reaches about 1.56 bits/dim in ten minutes on 2 CPU cores, and digit-like samples need "
+            "realnvp trained far longer (the shipped realnvp-mnist: 2.3 hours).")
     st.stop()
 
 st.divider()

@@ -117,3 +117,16 @@ def test_launch_from_the_page_then_a_second_session_sees_it_then_stop_and_delete
     at.button(key="delete_confirm").click().run()
     assert not at.exception and not (runs_root / "from-page").exists() and "No runs yet" in texts(at.info)
     assert os.listdir(runs_root) == [".launch.lock"]
+
+
+def test_a_quick_run_fills_in_the_form_and_says_what_the_student_will_see(runs_root):
+    at = app("app_pages/train.py")
+    seed_mlp = next(q for q in at.selectbox(key="quick_run").options if q.startswith("seed-mlp"))
+    at.selectbox(key="quick_run").set_value(seed_mlp).run()
+    assert not at.exception and "noise" in texts(at.info) and "cannot lay out a stroke" in texts(at.info)
+    assert (at.selectbox(key="f_preset").value, at.selectbox(key="f_data").value) == ("seed-mlp", "mnist")
+    assert (at.number_input(key="f_epochs").value, at.number_input(key="f_limit_train").value) == (10, 5000)
+    toy = next(q for q in at.selectbox(key="quick_run").options if q.startswith("toy-2d"))
+    at.selectbox(key="quick_run").set_value(toy).run()  # a field the toy run leaves out goes back to the start
+    assert at.selectbox(key="f_preset").value == "toy-2d" and at.number_input(key="f_limit_train").value is None
+    assert not at.warning and not at.exception  # no "set via the Session State API" warning
