@@ -116,8 +116,7 @@ class BlockHistory:
     steps: np.ndarray  # (T,) the optimizer step of each record
     names: list[str]  # the learned blocks: couplings and ActNorms
     logdet: np.ndarray  # (T, B) mean log|det J| per example, nats
-    couplings: list[str]  # the coupling blocks
-    saturation: np.ndarray  # (T, C) share of each coupling's transformed dimensions with |tanh| > 0.95
+    saturation: np.ndarray  # (T, B) share of a coupling's transformed dimensions with |tanh| > 0.95; NaN: ActNorm
 
 
 def block_history(run_dir: Path, names: list[str]) -> BlockHistory | None:
@@ -138,9 +137,7 @@ def block_history(run_dir: Path, names: list[str]) -> BlockHistory | None:
     if not records:
         return None
     logdet = np.array([r["blocks"]["logdet"] for r in records], dtype=np.float64)
-    saturation = np.array([r["blocks"]["saturation"] for r in records], dtype=object)
-    has_logdet = [i for i, n in enumerate(names) if n.startswith(("coupling", "actnorm"))]  # learned ones
-    coupling = [i for i, s in enumerate(saturation[0]) if s is not None]
-    return BlockHistory(steps=np.array([r["step"] for r in records]), names=[names[i] for i in has_logdet],
-                        logdet=logdet[:, has_logdet], couplings=[names[i] for i in coupling],
-                        saturation=saturation[:, coupling].astype(np.float64))
+    saturation = np.array([[np.nan if v is None else v for v in r["blocks"]["saturation"]] for r in records])
+    learned = [i for i, n in enumerate(names) if n.startswith(("coupling", "actnorm"))]
+    return BlockHistory(steps=np.array([r["step"] for r in records]), names=[names[i] for i in learned],
+                        logdet=logdet[:, learned], saturation=saturation[:, learned])

@@ -156,13 +156,13 @@ def block_figure(history: BlockHistory, data: str) -> go.Figure:
     shortens the code), and each coupling's saturation, the share of its scales with |tanh| above 0.95."""
     bits = np.array([_bits_per_dim(row, data) for row in history.logdet])
     m = float(np.abs(bits).max()) or 1.0
-    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.2, subplot_titles=(
-        "log-det of each block, in bits/dim", "coupling saturation: share of |tanh| > 0.95"))
-    fig.add_heatmap(x=history.steps, y=history.names, z=bits.T, colorscale="RdBu", zmin=-m, zmax=m, row=1, col=1,
-                    colorbar={"x": 0.4, "thickness": 12, "title": {"text": "bits/dim"}},
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.12, subplot_titles=(
+        "each block's log-det, in bits/dim", "coupling saturation: share of |tanh| > 0.95"))
+    fig.add_heatmap(x=history.steps, y=history.names, z=bits.T, colorscale="RdBu_r", zmin=-m, zmax=m, row=1, col=1,
+                    colorbar={"x": 0.445, "thickness": 12, "title": {"text": "bits/dim"}},
                     hovertemplate="%{y} at step %{x}: %{z:+.3f} bits/dim<extra></extra>")
-    fig.add_heatmap(x=history.steps, y=history.couplings, z=history.saturation.T, colorscale="Reds", zmin=0, zmax=1,
-                    row=1, col=2, colorbar={"thickness": 12, "tickformat": ".0%"},
+    fig.add_heatmap(x=history.steps, y=history.names, z=history.saturation.T, colorscale="Reds", zmin=0, zmax=1,
+                    row=1, col=2, colorbar={"thickness": 12, "tickformat": ".0%"}, hoverongaps=False,
                     hovertemplate="%{y} at step %{x}: %{z:.1%} saturated<extra></extra>")
     fig.update_yaxes(autorange="reversed", tickfont={"size": 10})
     fig.update_xaxes(title_text="step")

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from app import learning
-from app.train_plots import plane_figure, samples_figure, samples_gif
+from app.train_plots import block_figure, plane_figure, samples_figure, samples_gif
 from flow import explore
 from flow.checkpoint import load_checkpoint
 from flow.learning import (
@@ -160,3 +160,17 @@ def test_the_plane_figure_replays_each_view_as_a_frame_and_keeps_the_data_still(
     assert [f.name for f in replay.frames] == ["step 0 · epoch 0.00", "step 4 · epoch 0.50", "step 8 · epoch 1.00"]
     assert all(list(f.traces) == [0, 2, 3] for f in replay.frames)  # the data (trace 1) is sent once
     assert np.array_equal(replay.frames[0].data[0].z, views[0].density)
+
+
+def test_the_block_history_reads_the_metrics_and_the_figure_shows_each_log_det_in_bits_per_dim(tmp_path):
+    model = randomize(build_model("toy-2d"), 0.05)
+    records = [{"kind": "step", "step": step, "blocks": block_stats(model, torch.randn(32, 2))} for step in (2, 4)]
+    lines = [json.dumps(r) for r in records] + ['{"kind": "epoch", "step": 4}', '{"kind": "st']
+    (tmp_path / "metrics.jsonl").write_text("\n".join(lines))
+    history = learning.block_history(tmp_path, model.transform.names)
+    assert list(history.steps) == [2, 4] and history.names == model.transform.names  # toy-2d: no logit
+    assert history.logdet.shape == history.saturation.shape == (2, 16)
+    assert np.isnan(history.saturation[:, 1::2]).all() and not np.isnan(history.saturation[:, ::2]).any()
+    heat = block_figure(history, "moons").data[0]
+    assert np.allclose(heat.z, -history.logdet.T / (2 * np.log(2)))  # bits/dim of a 2-D point
+    assert learning.block_history(tmp_path / "none", model.transform.names) is None
