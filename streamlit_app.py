@@ -11,6 +11,7 @@ page = st.navigation([
     st.Page("app_pages/train.py", title="Train", icon="🏋️"),
     st.Page("app_pages/explorer.py", title="Layer Explorer", icon="🔬"),
     st.Page("app_pages/latent.py", title="Latent Playground", icon="🧭"),
+    st.Page("app_pages/lab.py", title="Likelihood lab", icon="🧪"),
 ])
 model_picker()
 page.run()

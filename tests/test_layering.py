@@ -13,7 +13,7 @@ from flow.files import ROOT
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 LIBRARY_MAY_IMPORT = {"flow", "torch", "numpy", "safetensors", "tqdm"}
 PICTURES = {"PIL", "torchvision"}
-PICTURE_MODULES = {"viz.py", "data.py"}  # the trainer's sample grids; torchvision's MNIST folder
+PICTURE_MODULES = {"viz.py", "data.py", "lab.py"}  # sample grids; torchvision's MNIST folder; the lab's drawn letters
 APP_MAY_NOT_IMPORT = {"streamlit", "streamlit_drawable_canvas", "ui", "app_pages"}
 APP_ONLY = {"streamlit", "plotly", "pandas", "app", "ui", "app_pages"}
 
