@@ -18,8 +18,8 @@ from flow.learning import list_snapshots, read_latents
 from flow.model import Flow
 
 EXTENT = 4.0  # the 2-D views show [-EXTENT, EXTENT]^2
-DENSITY_N = 80  # the density heat map's grid: DENSITY_N x DENSITY_N points
-POINTS = 1000  # samples drawn in a 2-D view: the first POINTS of the run's fixed latents
+DENSITY_N = 60  # the density heat map's grid: DENSITY_N x DENSITY_N points (drawn smoothed)
+POINTS = 500  # samples drawn in a 2-D view: the first POINTS of the run's fixed latents
 EPOCH_PICTURE = re.compile(r"epoch_(\d+)\.png")
 STEP_PICTURE = re.compile(r"step_(\d+)\.png")
 
@@ -82,7 +82,7 @@ class PlaneView:
 def plane_view(model: Flow, z: torch.Tensor, step: int, epoch: float) -> PlaneView:
     """The density on the plane, samples from latents z (N, 2) and the z-grid pushed through model's inverse."""
     ticks, density = explore.density(model, EXTENT, DENSITY_N)
-    grid, per_line = explore.grid_lines(points=40)
+    grid, per_line = explore.grid_lines(points=30)
     z = z[:POINTS]
     return PlaneView(step=step, epoch=epoch, ticks=ticks, density=density.astype(np.float32),
                      samples=model.decode(z).numpy().astype(np.float32),
@@ -101,7 +101,7 @@ def newest_snapshot(run_dir: Path) -> Path | None:
     return found[-1][1] if found else None
 
 
-def replay_snapshots(run_dir: Path, most: int = 60) -> list[Path]:
+def replay_snapshots(run_dir: Path, most: int = 40) -> list[Path]:
     """The snapshots a replay shows: all of them, or `most` spread evenly (the first and last always)."""
     found = [p for _, p in list_snapshots(run_dir)]
     if len(found) <= most:

@@ -115,11 +115,11 @@ def _plane_traces(view: PlaneView, data: np.ndarray) -> list:
     points = points_figure(view.samples, view.colour, view.grid, view.per_line, EXTENT, "").data
     for t in density:
         if isinstance(t, go.Heatmap):
-            t.update(colorbar={"x": 0.45, "len": 0.9, "thickness": 12})
+            t.update(colorbar={"x": 0.45, "len": 0.9, "thickness": 12}, zsmooth="best")
     return [*density, *(t.update(xaxis="x2", yaxis="y2") for t in points)]
 
 
-PLANE_TITLES = ("learned density p(x), with the data", "samples and the z-grid, pushed through the flow")
+PLANE_TITLES = ("learned density p(x)<br>and the data", "samples and the z-grid,<br>pushed through the flow")
 
 
 def plane_figure(views: list[PlaneView], data: np.ndarray, ms: int = 400) -> go.Figure:
@@ -132,15 +132,15 @@ def plane_figure(views: list[PlaneView], data: np.ndarray, ms: int = 400) -> go.
     frames = [go.Frame(data=[t for i, t in enumerate(_plane_traces(v, data)) if i != 1], traces=moving, name=label)
               for v, label in zip(views, labels)] if len(views) > 1 else None
     axis = {"range": [-EXTENT, EXTENT], "zeroline": False, "constrain": "domain"}
-    fig = go.Figure(traces, frames=frames)
-    fig.update_layout(
-        height=420 + (CONTROLS if frames else 0), margin=dict(l=0, r=0, t=30, b=CONTROLS if frames else 0),
-        showlegend=False,
-        xaxis={**axis, "domain": [0, 0.43]}, yaxis={**axis, "scaleanchor": "x"},
-        xaxis2={**axis, "domain": [0.55, 1], "anchor": "y2"}, yaxis2={**axis, "scaleanchor": "x2", "anchor": "x2"},
-        annotations=[{"text": text, "x": x, "y": 1.0, "xref": "paper", "yref": "paper", "yanchor": "bottom",
-                      "showarrow": False, "font": {"size": 13}} for text, x in zip(PLANE_TITLES, (0.2, 0.775))],
-        uirevision="plane")
+    fig = go.Figure(traces, frames=frames, layout={  # one layout dict: validated once (a live refresh builds it)
+        "height": 440 + (CONTROLS if frames else 0),
+        "margin": {"l": 0, "r": 0, "t": 50, "b": CONTROLS if frames else 0},
+        "showlegend": False, "uirevision": "plane",
+        "xaxis": {**axis, "domain": [0, 0.43]}, "yaxis": {**axis, "scaleanchor": "x"},
+        "xaxis2": {**axis, "domain": [0.55, 1], "anchor": "y2"},
+        "yaxis2": {**axis, "scaleanchor": "x2", "anchor": "x2"},
+        "annotations": [{"text": text, "x": x, "y": 1.0, "xref": "paper", "yref": "paper", "yanchor": "bottom",
+                         "showarrow": False, "font": {"size": 13}} for text, x in zip(PLANE_TITLES, (0.2, 0.775))]})
     return _animate(fig, labels, ms, redraw=True, prefix="") if frames else fig
 
 
