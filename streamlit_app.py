@@ -8,10 +8,12 @@ from ui.sidebar import model_picker
 st.set_page_config(page_title="Real NVP Explorer", page_icon="🌀", layout="wide")
 page = st.navigation([
     st.Page("app_pages/home.py", title="Home", icon="🏠", default=True),
+    st.Page("app_pages/lesson.py", title="Lesson", icon="🎓"),
     st.Page("app_pages/train.py", title="Train", icon="🏋️"),
     st.Page("app_pages/explorer.py", title="Layer Explorer", icon="🔬"),
     st.Page("app_pages/latent.py", title="Latent Playground", icon="🧭"),
     st.Page("app_pages/lab.py", title="Likelihood lab", icon="🧪"),
+    st.Page("app_pages/compare.py", title="Compare models", icon="⚖️"),
 ])
 model_picker()
 page.run()

@@ -248,7 +248,7 @@ def _jump(ms: int) -> dict:
             "fromcurrent": True}
 
 
-def _animate(fig: go.Figure, frames: list[dict], start: int, prefix: str) -> go.Figure:
+def _animate(fig: go.Figure, frames: list[dict], start: int, prefix: str, labels: list[str] | None = None) -> go.Figure:
     """`fig` with `frames` (one per step, named "0", "1", ...), a slider over them and play/pause buttons
     at three speeds, added below it. Stepping and playing run in plotly.js: the server is not asked.
     The frames are plain dicts, not validated again: that would take a second for a 25-block flow."""
@@ -262,8 +262,8 @@ def _animate(fig: go.Figure, frames: list[dict], start: int, prefix: str) -> go.
         sliders=[{"active": start, "x": 0, "len": 1, "y": -30 / plot, "yanchor": "top",  # below the axis' ticks
                   "pad": {"t": 0, "b": 0}, "currentvalue": {"prefix": prefix, "font": {"size": 13}},
                   "font": {"size": 10}, "ticklen": 3,
-                  "steps": [{"label": str(k), "method": "animate", "args": [[str(k)], _jump(0)]}
-                            for k in range(len(frames))]}],
+                  "steps": [{"label": label, "method": "animate", "args": [[str(k)], _jump(0)]}
+                            for k, label in enumerate(labels or map(str, range(len(frames))))]}],
         updatemenus=[{"type": "buttons", "direction": "right", "showactive": False, "buttons": buttons,
                       "x": 0, "y": -(margin - 4) / plot, "xanchor": "left", "yanchor": "bottom", "pad": {"b": 0},
                       "font": {"size": 13}}])
@@ -376,3 +376,62 @@ def flow_animation(steps: Steps, dec: Decomposition, units: str, captions: list[
                              "pad": {"t": 6}, "font": {"size": 16}})
     frames = [{"name": str(i), "data": dynamic(i), "traces": list(range(6)), "layout": look(i)} for i in range(len(steps))]
     return _animate(fig, frames, start, "Block ")
+
+
+# ----- two models side by side ------------------------------------------------------------------------------
+FRACTIONS = np.linspace(0.0, 1.0, 21)  # the comparison's steps: 0 %, 5 %, ..., 100 % of each flow
+
+
+def at_fraction(n: int, fraction: float) -> int:
+    """The entry of an n-entry trace at `fraction` of the way through it (0: the input, 1: the last block)."""
+    return round(fraction * (n - 1))
+
+
+def compare_animation(sides: list[tuple[str, Steps, Decomposition]], start: int = 0) -> go.Figure:
+    """Two traces of one digit, one column each (`sides`: (name, forward Steps, its Decomposition)), stepped
+    together at the same fraction of each flow: the state in the input layout, and the bits/dim waterfall
+    with that block highlighted. A frame per fraction in `FRACTIONS`, played in the browser."""
+    fig = make_subplots(rows=2, cols=2, row_heights=[0.55, 0.45], vertical_spacing=0.1, horizontal_spacing=0.08,
+                        subplot_titles=[name for name, _, _ in sides] + [
+                            f"{dec.bits_per_dim:.3f} bits/dim: the 8-bit scale, each block, log N(z)" for _, _, dec in sides])
+    terms = [np.array([v for _, v in dec.terms("bpd")]) for _, _, dec in sides]
+
+    def dynamic(f: float) -> list[dict]:
+        traces = []
+        for (name, steps, dec), values in zip(sides, terms):
+            i = at_fraction(len(steps), f)
+            state = steps.pixels(i)
+            scale = PIXELS if i in steps.pixel_entries else _signed(state)
+            colours = [BAR_COLOURS[bool(v < 0)] for v in values]
+            if i > 0:
+                colours[i] = HIGHLIGHT  # term 0 is the 8-bit scale; block i's term follows it
+            traces += [{"type": "heatmap", "z": state, "colorscale": scale["colorscale"], "zmin": scale["cmin"],
+                        "zmax": scale["cmax"], "showscale": False,
+                        "hovertemplate": "row %{y}, col %{x}: %{z:.3f}<extra></extra>"},
+                       {"type": "bar", "y": values, "base": np.concatenate([[0.0], np.cumsum(values)[:-1]]),
+                        "marker": {"color": colours}, "customdata": [n for n, _ in dec.terms("bpd")],
+                        "hovertemplate": "%{customdata}: %{y:+.3f} bits/dim<extra></extra>"}]
+        return traces
+
+    def look(f: float) -> dict:
+        where = [f"{name}: {i}. {steps.names[i]}" for name, steps, _ in sides
+                 for i in [at_fraction(len(steps), f)]]
+        return {"title": {"text": f"<b>{f:.0%} of the way through each flow</b><br>"
+                                  f"<span style='font-size:12px;font-weight:normal'>{' · '.join(where)}</span>"}}
+
+    first = dynamic(FRACTIONS[start])
+    for k, trace in enumerate(first):
+        fig.add_trace(trace, k % 2 + 1, k // 2 + 1)
+    for col in (1, 2):
+        fig.update_xaxes(visible=False, constrain="domain", row=1, col=col)
+        fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x" if col == 1 else "x2",
+                         constrain="domain", row=1, col=col)
+        fig.update_yaxes(matches="y3", row=2, col=col)  # one bits/dim scale for both models
+    fig.update_annotations(font={"size": 13})
+    fig.update_layout(look(FRACTIONS[start]), height=560, showlegend=False, barmode="overlay",
+                      margin={"l": 10, "r": 10, "t": 64, "b": 10},
+                      title={"x": 0, "xanchor": "left", "yref": "container", "y": 1, "yanchor": "top",
+                             "pad": {"t": 6}, "font": {"size": 16}})
+    frames = [{"name": str(k), "data": dynamic(f), "traces": list(range(4)), "layout": look(f)}
+              for k, f in enumerate(FRACTIONS)]
+    return _animate(fig, frames, start, "", [f"{f:.0%}" for f in FRACTIONS])

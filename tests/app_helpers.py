@@ -1,6 +1,10 @@
 """Helpers shared by the app's test modules: the app under AppTest, the New-run form, tiny runs."""
 from __future__ import annotations
 
+import base64
+import json
+
+import numpy as np
 from streamlit.testing.v1 import AppTest
 
 from app import jobs
@@ -37,3 +41,15 @@ def tiny(name: str, epochs: int = 1000, **kw) -> jobs.RunSpec:
     """Steps of 64 points, 8 a epoch, a metrics line every 2 steps; long enough to be stopped."""
     return jobs.RunSpec(**{"preset": "toy-2d", "data": "moons", "epochs": epochs, "name": name, "batch_size": 64,
                            "limit_train": 512, "limit_test": 256, "log_every": 2, **kw})
+
+
+def chart(at: AppTest, key: str) -> dict:
+    """The plotly figure (as JSON) of the chart with widget key `key`."""
+    return json.loads(next(c for c in at.get("plotly_chart") if c.key == key).proto.spec)
+
+
+def numbers(values) -> np.ndarray:
+    """Plotly's JSON holds arrays as lists or as base64 typed arrays."""
+    if isinstance(values, dict):
+        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"]))
+    return np.asarray(values, dtype=float)

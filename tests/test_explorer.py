@@ -1,6 +1,4 @@
 """The Layer Explorer: traces as arrays (flow/explore.py) and the page, driven through AppTest."""
-import base64
-import json
 import time
 from functools import partial
 
@@ -18,6 +16,7 @@ from flow.checkpoint import load_checkpoint
 from flow.data import load_mnist, make_toy
 from flow.files import ROOT
 from flow.model import build_model, prior_log_prob
+from tests.app_helpers import chart, numbers
 from tests.helpers import randomize
 
 REALNVP = CHECKPOINT_DIR / "realnvp-mnist.safetensors"
@@ -180,17 +179,6 @@ def open_page(model_path) -> AppTest:
     at.switch_page("app_pages/explorer.py").run()
     assert not at.exception, at.exception
     return at
-
-
-def chart(at: AppTest, key: str) -> dict:
-    return json.loads(next(c for c in at.get("plotly_chart") if c.key == key).proto.spec)
-
-
-def numbers(values) -> np.ndarray:
-    """Plotly's JSON holds arrays as lists or as base64 typed arrays."""
-    if isinstance(values, dict):
-        return np.frombuffer(base64.b64decode(values["bdata"]), dtype=np.dtype(values["dtype"]))
-    return np.asarray(values, dtype=float)
 
 
 def heading(at: AppTest) -> str:

@@ -60,3 +60,8 @@ def current_model(images_only: bool = False) -> tuple[Flow, ModelEntry] | None:
     except CheckpointError as e:
         st.error(f"{e}. Pick another model in the sidebar.")
         return None
+
+
+def load(entry: ModelEntry) -> Flow:
+    """A catalog entry's model, from the same shared cache as the sidebar's choice."""
+    return _load(str(entry.path), entry.version)
