@@ -51,7 +51,7 @@ def nll_figure(runs: dict[str, tuple[pd.DataFrame, str]], unit: str = "bits/dim"
 
 
 # ----- watching a run learn (app.learning) -------------------------------------------------------------------
-CONTROLS = 130  # px below an animated figure: its slider, then the play and pause buttons
+CONTROLS = 144  # px below an animated figure: its slider, then the play and pause buttons
 
 
 def _animate(fig: go.Figure, labels: list[str], ms: int, redraw: bool, prefix: str) -> go.Figure:
@@ -62,7 +62,7 @@ def _animate(fig: go.Figure, labels: list[str], ms: int, redraw: bool, prefix: s
                         "transition": {"duration": 0}, "fromcurrent": True}]
 
     fig.update_layout(
-        sliders=[{"active": len(labels) - 1, "x": 0, "len": 1, "y": 0, "yanchor": "top", "pad": {"t": 20, "b": 0},
+        sliders=[{"active": len(labels) - 1, "x": 0, "len": 1, "y": 0, "yanchor": "top", "pad": {"t": 34, "b": 0},
                   "currentvalue": {"prefix": prefix, "font": {"size": 13}}, "font": {"size": 10},
                   "steps": [{"label": label, "method": "animate", "args": go_to([label], 0)} for label in labels]}],
         updatemenus=[{"type": "buttons", "direction": "right", "x": 0, "y": 0, "xanchor": "left", "yanchor": "top",

@@ -281,6 +281,17 @@ def _toy_data(name: str) -> np.ndarray:
     return make_toy(name, 1000, seed=1).numpy()
 
 
+def _views(run: jobs.Run) -> list[learning.PlaneView]:
+    """The newest snapshot's plane while the run trains; afterwards every snapshot's, for the replay."""
+    if run.active:
+        newest = learning.newest_snapshot(run.path)
+        return [] if newest is None else [_plane_view(str(run.path), str(newest))]
+    snapshots = learning.replay_snapshots(run.path)
+    with st.spinner(f"Drawing the plane at {len(snapshots)} snapshots (once: every visit then reuses them) …",
+                    show_time=True):
+        return [_plane_view(str(run.path), str(p)) for p in snapshots]
+
+
 def plane(run: jobs.Run) -> None:
     """A 2-D run's plane: while it trains, its newest snapshot (reread every second); afterwards a replay of all
     of them in the browser. Nothing trains here: the trainer writes the snapshots (flow.learning)."""
@@ -292,8 +303,7 @@ def plane(run: jobs.Run) -> None:
         if now.active != run.active:
             st.rerun()  # it ended: the whole page again, which also stops this timer and offers the replay
         try:
-            snapshots = [learning.newest_snapshot(run.path)] if run.active else learning.replay_snapshots(run.path)
-            views = [_plane_view(str(run.path), str(p)) for p in snapshots if p is not None]
+            views = _views(run)
         except (CheckpointError, OSError) as e:
             st.warning(f"A snapshot of this run cannot be read ({e}).")
             return
