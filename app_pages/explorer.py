@@ -133,10 +133,11 @@ def generated(path: str, version: float, source: str, _model, _z) -> explore.Ste
     return explore.generate(_model, _z)
 
 
-@st.cache_resource(max_entries=48, show_spinner="Drawing every block …")
+@st.cache_resource(max_entries=12, show_spinner="Drawing every block …")
 def animated(view: tuple, _build: Callable[[], go.Figure]) -> go.Figure:
     """One animation figure per view (model file version, input, settings, opening step), shared by every
-    session: building its frames is the costly part (about 0.3 s for 25 blocks); reading it is not."""
+    session: building its frames is the costly part (about 0.3 s for 25 blocks); reading it is not. A figure
+    holds about 12 MB of Python objects, hence the small size."""
     return _build()
 
 
@@ -297,30 +298,34 @@ if entry.is_image_model:
     st.subheader("One block at a time, with its formulas")
     stepper("block", len(steps), "Block", forward_block)
 
-    st.header("Noise → digit")
-    st.markdown(r"Generation runs the same blocks backwards: $x = f^{-1}(z)$. Start from Gaussian noise "
-                r"$z \sim \mathcal N(0, T^2 I)$ (a temperature $T < 1$ gives cleaner, less varied digits) or from "
-                r"the digit's own code $z = f(u)$, which comes back exactly: the flow is invertible.")
-    c1, c2, c3 = st.columns([2, 2, 1])
-    start = c1.radio("Start from", ["noise z ~ N(0, T²I)", "the encoded digit"], key="gen_start", horizontal=True,
-                     bind=BIND)
-    if start == "the encoded digit":
-        z, start_key = steps.states[-1].copy(), f"code:{source}:{seed}"
-    else:
-        temperature = c2.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="gen_temperature", bind=BIND)
-        gen_seed = c3.number_input("Seed", 0, 10**6, 0, key="gen_seed", bind=BIND)
-        z, start_key = model.latents(1, temperature, gen_seed), f"noise:{temperature}:{gen_seed}"
-    back = generated(*ident, start_key, model, z)
-    st.image(plots.filmstrip(back), caption="every step, from the latent (left) to the picture (right); each "
-             "stretched to its own grey range", width="stretch")
-    text, pic = st.columns([2, 3])
-    with text:
-        st.markdown("**What undoing each kind of block does**")
-        for kind in dict.fromkeys(back.kinds):
-            st.markdown(UNDO.get(kind, UNDO["coupling"]))
-    with pic.container(key="gen_animation"):
-        st.plotly_chart(animated(("gen", *ident, start_key), lambda: plots.steps_animation(back)), key="gen_chart",
-                        config=PLAIN)
+    @st.fragment  # its own reruns: a new temperature or seed does not resend the digit's animation, nor it this
+    def generation() -> None:
+        st.header("Noise → digit")
+        st.markdown(r"Generation runs the same blocks backwards: $x = f^{-1}(z)$. Start from Gaussian noise "
+                    r"$z \sim \mathcal N(0, T^2 I)$ (a temperature $T < 1$ gives cleaner, less varied digits) or from "
+                    r"the digit's own code $z = f(u)$, which comes back exactly: the flow is invertible.")
+        c1, c2, c3 = st.columns([2, 2, 1])
+        start = c1.radio("Start from", ["noise z ~ N(0, T²I)", "the encoded digit"], key="gen_start", horizontal=True,
+                         bind=BIND)
+        if start == "the encoded digit":
+            z, start_key = steps.states[-1].copy(), f"code:{source}:{seed}"
+        else:
+            temperature = c2.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="gen_temperature", bind=BIND)
+            gen_seed = c3.number_input("Seed", 0, 10**6, 0, key="gen_seed", bind=BIND)
+            z, start_key = model.latents(1, temperature, gen_seed), f"noise:{temperature}:{gen_seed}"
+        back = generated(*ident, start_key, model, z)
+        st.image(plots.filmstrip(back), caption="every step, from the latent (left) to the picture (right); each "
+                 "stretched to its own grey range", width="stretch")
+        text, pic = st.columns([2, 3])
+        with text:
+            st.markdown("**What undoing each kind of block does**")
+            for kind in dict.fromkeys(back.kinds):
+                st.markdown(UNDO.get(kind, UNDO["coupling"]))
+        with pic.container(key="gen_animation"):
+            st.plotly_chart(animated(("gen", *ident, start_key), lambda: plots.steps_animation(back)), key="gen_chart",
+                            config=PLAIN)
+
+    generation()
     st.divider()
     toy_training_offer()
 
