@@ -37,9 +37,16 @@ class ModelEntry:
 
     @property
     def label(self) -> str:
-        bpd = f"{self.test_bpd:.3f} bits/dim" if self.test_bpd is not None else "not evaluated"
+        """The name and the test-set bits/dim, the figures that tell models apart, short enough for the sidebar
+        of a projector (the unit is in the picker's label; `details` carry the rest)."""
+        figure = f"{self.test_bpd:.3f}" if self.test_bpd is not None else "not evaluated"
+        return f"{self.name} · {figure}"
+
+    @property
+    def details(self) -> str:
+        """The rest of what the catalog knows, for a caption: the whole name, preset, data, epoch, where it lives."""
         where = "shipped" if self.source == "shipped" else f"run, {self.run_state or 'unknown'}"
-        return f"{self.name} · {self.preset} on {self.data} · epoch {self.epoch} · {bpd} ({where})"
+        return f"{self.name}: {self.preset} on {self.data}, epoch {self.epoch}, {where}"
 
     @property
     def version(self) -> float:

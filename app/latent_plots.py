@@ -12,6 +12,8 @@ from torch import Tensor
 
 from flow.viz import PAD, image_grid
 
+MIN_HEIGHT = 40  # px: a long strip's frames stay big enough to see
+
 
 def png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
@@ -19,9 +21,10 @@ def png_bytes(img: Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def grid_figure(frames: Tensor, nrow: int, labels: Sequence[str]) -> go.Figure:
+def grid_figure(frames: Tensor, nrow: int, labels: Sequence[str], width: int = 900) -> go.Figure:
     """A grid of frames as one plotly picture; hovering a frame shows its label (e.g. bits/dim).
-    An invisible marker sits on each frame's centre and the nearest one answers the hover."""
+    An invisible marker sits on each frame's centre and the nearest one answers the hover. `width`: about the
+    width it is drawn at, in px; its height follows the grid's shape, so no blank band pads a strip."""
     n, _, h, w = frames.shape
     grid = np.asarray(image_grid(frames, nrow=nrow))
     fig = px.imshow(grid, binary_string=True)
@@ -32,10 +35,19 @@ def grid_figure(frames: Tensor, nrow: int, labels: Sequence[str]) -> go.Figure:
         mode="markers", marker={"opacity": 0, "size": 1}, hovertext=list(labels), hoverinfo="text",
         showlegend=False))
     gh, gw = grid.shape
-    fig.update_layout(hoverdistance=-1, height=min(720, max(120, 900 * gh // gw)),
+    fig.update_layout(hoverdistance=-1, height=max(MIN_HEIGHT, width * gh // gw),
                       margin={"l": 0, "r": 0, "t": 0, "b": 0})
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
+    return fig
+
+
+def bits_figure(t: Tensor, bits: Tensor, test_bpd: float | None, height: int = 260) -> go.Figure:
+    """The bits/dim of each frame of a path against t, with the model's test-set average as a dotted line."""
+    fig = px.line(x=t, y=bits, markers=True, labels={"x": "t (0 = first digit, 1 = second)", "y": "bits/dim"})
+    if test_bpd is not None:
+        fig.add_hline(test_bpd, line_dash="dot", annotation_text=f"test-set average {test_bpd:.2f}")
+    fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 10, "b": 0})
     return fig
 
 

@@ -25,9 +25,11 @@ st.latex(r"x_{d+1:D} = \big(y_{d+1:D} - t(y_{1:d})\big) \odot \exp\big(-s(y_{1:d
 st.subheader("3. Why the Jacobian is triangular")
 st.markdown(r"$y_{1:d}$ does not depend on $x_{d+1:D}$, and each $y_j$ of the second part depends on "
             r"$x_{d+1:D}$ only through $x_j$, so the Jacobian is block lower-triangular (paper Sec. 3.3):")
-st.latex(r"\frac{\partial y}{\partial x} = \begin{bmatrix} I_d & 0 \\ \dfrac{\partial y_{d+1:D}}{\partial x_{1:d}^{T}}"
-         r" & \operatorname{diag}\big(\exp s(x_{1:d})\big) \end{bmatrix} \quad\Rightarrow\quad"
-         r"\log\left|\det \frac{\partial y}{\partial x}\right| = \sum_j s(x_{1:d})_j")
+# two lines: on one, the formula is wider than the page on a 1024-pixel projector
+st.latex(r"\begin{aligned} \frac{\partial y}{\partial x} &= \begin{bmatrix} I_d & 0 \\ "
+         r"\dfrac{\partial y_{d+1:D}}{\partial x_{1:d}^{T}} & \operatorname{diag}\big(\exp s(x_{1:d})\big)"
+         r"\end{bmatrix} \\ \Rightarrow\quad \log\left|\det \frac{\partial y}{\partial x}\right| &= "
+         r"\sum_j s(x_{1:d})_j \end{aligned}")
 st.markdown("The determinant is the product of the diagonal: no $D \\times D$ determinant is ever computed. "
             "Stacking couplings with alternating masks (checkerboard, then channel-wise after a *squeeze*) lets "
             "every dimension be transformed, and the multi-scale model factors out half of the dimensions at each "

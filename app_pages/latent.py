@@ -1,7 +1,9 @@
-"""Latent Playground: encode digits, walk between them, span the paper's manifold, and sample."""
+"""Latent Playground: encode digits, walk between them, span the paper's manifold, and sample.
+
+Laid out for a projector (1280x720): each tab's controls and its picture share the first screen; the
+explanations follow the pictures."""
 import math
 
-import plotly.express as px
 import streamlit as st
 import torch
 
@@ -21,13 +23,7 @@ chosen = current_model(images_only=True)
 if chosen is None:
     st.stop()
 model, entry = chosen
-about, seed_box = st.columns([2, 1], vertical_alignment="bottom")
-seed = noise_seed_input("latent_noise_seed", seed_box)
-about.caption(f"**Bits/dim of a frame**: the frame as an 8-bit image, dequantized with one uniform noise draw "
-              f"(seed {seed}), on the [0, 256) pixel scale: `Flow.bits_per_dim`, the number the Layer Explorer "
-              "and `python -m flow.evaluate` give the same digit with the same seed"
-              + (f" (the model card's {entry.test_bpd:.3f} is their average over the test digits)."
-                 if entry.test_bpd is not None else "."))
+seed = noise_seed_input("latent_noise_seed", st.sidebar)  # it sets every figure of every tab
 
 
 @st.cache_data(max_entries=256, show_spinner=False)
@@ -41,107 +37,110 @@ def encode(digits: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([_encode(str(entry.path), entry.version, d.numpy().tobytes(), model) for d in digits])
 
 
-def pick(key: str, label: str, default_class: str) -> torch.Tensor | None:
-    return digit_input(key, label, default_class)
-
-
 def downloads(*files: tuple[str, bytes, str, str]) -> None:
-    for col, (label, data, name, mime) in zip(st.columns(len(files)), files):
-        col.download_button(label, data, file_name=name, mime=mime, on_click="ignore", icon="⬇️")
+    with st.container(horizontal=True):
+        for label, data, name, mime in files:
+            st.download_button(label, data, file_name=name, mime=mime, on_click="ignore", icon="⬇️")
 
 
 @st.fragment
 def interpolation() -> None:
     left, right = st.columns(2)
     with left:
-        start = pick("from", "From", "3")
+        start = digit_input("from", "From", "3")
     with right:
-        end = pick("to", "To", "8")
-    c1, c2, c3 = st.columns([1, 1, 2])
+        end = digit_input("to", "To", "8")
+    c1, c2, c3 = st.columns([2, 2, 3])
     n = c1.slider("Frames", 4, 32, 16, key="frames", bind=BIND)
     method = c2.radio("Path", latent.METHODS, key="method", horizontal=True, bind=BIND,
                       help="slerp: the direction turns along the great circle and the length changes "
                            "linearly, so the path stays on the shell where Gaussian latents live. "
                            "linear: the straight line, which cuts inside that shell.")
     parts = latent.latent_parts(model)
-    part = c3.radio("Latents that move", parts, key="part", disabled=len(parts) == 1, bind=BIND,
-                    captions=[latent.PARTS[p] for p in parts],
+    part = c3.radio("Latents that move", parts, key="part", disabled=len(parts) == 1, horizontal=True, bind=BIND,
                     help="A multi-scale model factors out half of its latents early and passes the "
                          "rest, the final latent, through every coupling (paper Sec. 3.6). The parts "
                          "that do not move stay those of the first digit, so with coarse or fine the "
-                         "last frame mixes the two digits. Single-scale models have one latent.")
+                         "last frame mixes the two digits. Single-scale models have one latent.\n\n"
+                         + "\n".join(f"- **{p}**: {what}" for p, what in latent.PARTS.items()))
     if start is None or end is None:
         st.info("Choose both digits above to see the path between them.")
         return
+    z = encode([start, end])
+    frames, bits = latent.decode_with_bits(model, latent.interpolate(model, z[0], z[1], n, method, part), seed)
+    t = torch.linspace(0, 1, n)
+    labels = [f"frame {i} · t = {t[i]:.2f} · {bits[i]:.3f} bits/dim" for i in range(n)]
+    gif = latent_plots.gif_of(frames)
+    anim, strip = st.columns([1, 7], vertical_alignment="center")
+    anim.image(gif, caption="back and forth")
+    strip.plotly_chart(latent_plots.grid_figure(frames, n, labels, width=700), key="strip",
+                       config={"displayModeBar": False})
+    st.caption("Bits/dim of each decoded frame: higher means less like the digits the model learned.")
+    st.plotly_chart(latent_plots.bits_figure(t, bits, entry.test_bpd), key="bits_chart")
     st.caption("Both digits are encoded at the centres of their pixels' bins, without dequantization noise, so "
                "that the path starts and ends on exactly the two 8-bit digits (with one noise draw, 5 of 400 test "
                "digits came back one grey level off in one pixel). Those codes are shorter than Gaussian draws, "
                "|z|/√D ≈ 0.48 rather than 1, and the frames between them are cleaner: 1.34 bits/dim half-way, "
                "against 1.76 for codes with noise (the shipped model, 20 pairs). The Layer Explorer shows both "
                "kinds of code.")
-    z = encode([start, end])
-    frames, bits = latent.decode_with_bits(model, latent.interpolate(model, z[0], z[1], n, method, part), seed)
-    t = torch.linspace(0, 1, n)
-    labels = [f"frame {i} · t = {t[i]:.2f} · {bits[i]:.3f} bits/dim" for i in range(n)]
-    st.plotly_chart(latent_plots.grid_figure(frames, n, labels), key="strip", config={"displayModeBar": False})
-    anim, chart = st.columns([1, 3])
-    gif = latent_plots.gif_of(frames)
-    anim.image(gif, caption="The path, back and forth")
-    fig = px.line(x=t, y=bits, markers=True, labels={"x": "t (0 = first digit, 1 = second)", "y": "bits/dim"},
-                  title="Bits/dim of each decoded frame: higher means less like the digits the model learned")
-    if entry.test_bpd is not None:
-        fig.add_hline(entry.test_bpd, line_dash="dot", annotation_text=f"test-set average {entry.test_bpd:.2f}")
-    chart.plotly_chart(fig, key="bits_chart")
     downloads(("Strip (PNG)", latent_plots.png_of(frames, n), "interpolation.png", "image/png"),
               ("Animation (GIF)", gif, "interpolation.gif", "image/gif"))
 
 
 @st.fragment
 def manifold() -> None:
+    # each digit's picker beside its corner of the grid: z1 and z3 on the left, z2 and z4 on the right
+    left, middle, right = st.columns([1, 1.2, 1])  # sides wide enough for a picker's three sources abreast
+    corners = {"m1": (left, "z₁ (top left)", "1"), "m2": (right, "z₂ (top right)", "4"),
+               "m3": (left, "z₃ (bottom left)", "7"), "m4": (right, "z₄ (bottom right)", "0")}
+    digits = []
+    for key, (column, label, default) in corners.items():
+        with column:
+            digits.append(digit_input(key, label, default))
+    with middle:
+        grid = st.container()  # drawn once the settings below it are read
+        settings = st.container(horizontal=True, vertical_alignment="bottom")  # the toggle below where narrow
+        n = settings.slider("Grid size", 3, 11, 9, key="manifold_n", bind=BIND, width=160)
+        full_turn = settings.toggle("Full turn", key="full_turn", bind=BIND,
+                                    help="Both angles once around the circle, as in the paper. Off: a and b go "
+                                         "from 0 to π/2, so the corners are your four digits. On: n steps of 2π/n "
+                                         "once around the circle, through minus each latent too; with a grid size "
+                                         "divisible by 4 the grid passes through each digit.")
+        if any(d is None for d in digits):
+            grid.info("Choose all four digits to draw the manifold.")
+        else:
+            frames, bits = latent.decode_with_bits(model, latent.manifold(encode(digits), n, full_turn), seed)
+            angles = (latent.manifold_angles(n, full_turn) / math.pi).tolist()
+            labels = [f"a = {angles[i // n]:.2f}π · b = {angles[i % n]:.2f}π · {bits[i]:.3f} bits/dim"
+                      for i in range(n * n)]
+            grid.plotly_chart(latent_plots.grid_figure(frames, n, labels, width=300), key="manifold_grid",
+                              config={"displayModeBar": False})
+            downloads(("Manifold (PNG)", latent_plots.png_of(frames, n), "manifold.png", "image/png"))
     st.latex(r"z(a, b) = \cos a\,(\cos b\; z_1 + \sin b\; z_2) + \sin a\,(\cos b\; z_3 + \sin b\; z_4)")
     st.caption("The latent manifold of the Real NVP paper (Sec. 4.2, drawn there from four validation "
                "images): four encoded digits span a curved sheet of latents of about their length; each "
                "cell decodes one point of it.")
-    corners = [("m1", "z₁ (top left)", "1"), ("m2", "z₂ (top right)", "4"),
-               ("m3", "z₃ (bottom left)", "7"), ("m4", "z₄ (bottom right)", "0")]
-    digits = []
-    for row in (corners[:2], corners[2:]):
-        for col, (key, label, default) in zip(st.columns(2), row):
-            with col:
-                digits.append(pick(key, label, default))
-    c1, c2 = st.columns(2)
-    n = c1.slider("Grid size", 3, 11, 9, key="manifold_n", bind=BIND)
-    full_turn = c2.toggle("Full turn of both angles (as in the paper)", key="full_turn", bind=BIND,
-                          help="Off: a and b go from 0 to π/2, so the corners are your four digits. "
-                               "On: n steps of 2π/n once around the circle, through minus each latent too; "
-                               "with a grid size divisible by 4 the grid passes through each digit.")
-    if any(d is None for d in digits):
-        st.info("Choose all four digits to draw the manifold.")
-        return
-    frames, bits = latent.decode_with_bits(model, latent.manifold(encode(digits), n, full_turn), seed)
-    angles = (latent.manifold_angles(n, full_turn) / math.pi).tolist()
-    labels = [f"a = {angles[i // n]:.2f}π · b = {angles[i % n]:.2f}π · {bits[i]:.3f} bits/dim"
-              for i in range(n * n)]
-    st.plotly_chart(latent_plots.grid_figure(frames, n, labels), key="manifold_grid", config={"displayModeBar": False})
-    downloads(("Manifold (PNG)", latent_plots.png_of(frames, n), "manifold.png", "image/png"))
 
 
 @st.fragment
 def samples() -> None:
-    st.caption("Samples decode z ~ N(0, T² I). Temperature T < 1 draws latents nearer the centre: "
-               "cleaner, more typical digits, less variety. At T = 0 every sample is the decoded zero latent.")
-    c1, c2, c3 = st.columns(3)
-    temperature = c1.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="temperature", bind=BIND)
-    sample_seed = c2.number_input("Seed", 0, 2**31 - 1, 0, key="seed", bind=BIND, help="Seed of the latents z")
-    n = c3.select_slider("Samples", [16, 36, 64], 64, key="n_samples", bind=BIND)
+    controls, picture = st.columns(2)
+    with controls:
+        temperature = st.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="temperature", bind=BIND)
+        c1, c2 = st.columns(2)
+        sample_seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="seed", bind=BIND, help="Seed of the latents z")
+        n = c2.select_slider("Samples", [16, 36, 64], 64, key="n_samples", bind=BIND)
     frames, bits = latent.decode_with_bits(model, model.latents(n, temperature, int(sample_seed)), seed)
     labels = [f"sample {i} · {b:.3f} bits/dim" for i, b in enumerate(bits.tolist())]
-    st.plotly_chart(latent_plots.grid_figure(frames, math.isqrt(n), labels), key="samples_grid",
-                    config={"displayModeBar": False})
+    picture.plotly_chart(latent_plots.grid_figure(frames, math.isqrt(n), labels, width=400), key="samples_grid",
+                         config={"displayModeBar": False})
     test = f"; the test set averages {entry.test_bpd:.3f}" if entry.test_bpd is not None else ""
-    st.caption(f"Mean {bits.mean():.3f} bits/dim (hover a sample for its own){test}.")
-    downloads(("Samples (PNG)", latent_plots.png_of(frames, math.isqrt(n)),
-               f"samples-T{temperature:.2f}-seed{sample_seed}.png", "image/png"))
+    with controls:
+        st.caption(f"Mean {bits.mean():.3f} bits/dim (hover a sample for its own){test}.")
+        st.caption("Samples decode z ~ N(0, T² I). Temperature T < 1 draws latents nearer the centre: "
+                   "cleaner, more typical digits, less variety. At T = 0 every sample is the decoded zero latent.")
+        downloads(("Samples (PNG)", latent_plots.png_of(frames, math.isqrt(n)),
+                   f"samples-T{temperature:.2f}-seed{sample_seed}.png", "image/png"))
 
 
 tab_walk, tab_manifold, tab_samples = st.tabs(["Interpolate", "Manifold", "Sample"], key="tab", bind=BIND)
@@ -151,3 +150,8 @@ with tab_manifold:
     manifold()
 with tab_samples:
     samples()
+st.caption(f"**Bits/dim of a frame**: the frame as an 8-bit image, dequantized with one uniform noise draw "
+           f"(seed {seed}), on the [0, 256) pixel scale: `Flow.bits_per_dim`, the number the Layer Explorer "
+           "and `python -m flow.evaluate` give the same digit with the same seed"
+           + (f" (the model card's {entry.test_bpd:.3f} is their average over the test digits)."
+              if entry.test_bpd is not None else "."))

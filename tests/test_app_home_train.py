@@ -63,8 +63,8 @@ def test_run_list_shows_a_run_folder_made_by_the_test(runs_root):
     assert at.get("progress")[0].proto.text.startswith("epoch 2.00 / 2")
     assert len(at.get("plotly_chart")) == 1
     assert [b.label for b in at.button if b.key in ("stop", "delete")] == ["Delete"]
-    # the sidebar offers its checkpoint, labelled with the run's state (AppTest drops the sidebar on switch_page)
-    assert any("made-by-test" in o and "finished" in o for o in app().selectbox(key="model_path").options)
+    # the sidebar offers its checkpoint, with the run's state under the box (AppTest drops the sidebar on switch_page)
+    assert "made-by-test: toy-2d on moons, epoch 2, run, finished" in texts(app(model="made-by-test").caption)
     # ticking it for comparison draws the overlay chart
     at.multiselect(key="train_compare").set_value(["made-by-test"]).run()
     assert len(at.get("plotly_chart")) == 2 and not at.exception

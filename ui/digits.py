@@ -15,6 +15,7 @@ from ui.url_state import BIND, NOT_IN_LINK
 
 SOURCES = ("Test digit", "Draw", "Upload")
 CANVAS_SIDE = 196  # 7x the 28-pixel digit: room to draw, a brush that ends up MNIST-thick
+CLASS_WIDTH, INDEX_WIDTH, PREVIEW_WIDTH = 80, 130, 48  # px (over 120 a number input keeps its +/-)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -38,18 +39,26 @@ def _test_digit(key: str, default_class: str) -> tuple[Tensor, str]:
         n = len(_test_indices(st.session_state[f"{key}_class"]))
         st.session_state[f"{key}_index"] = random.randrange(n)
 
-    c1, c2, c3 = st.columns([2, 2, 1], vertical_alignment="bottom")
+    # fixed widths in a wrapping row: side by side where they fit, the next one on a new line where not (two pickers
+    # abreast on a 1024-pixel projector), never a cut value or label; the picture ends the row (see digit_input)
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="xsmall")
     classes = ["any", *map(str, range(10))]
-    digit_class = c1.selectbox("Class", classes, classes.index(default_class), key=f"{key}_class",
-                               on_change=reset_index, bind=BIND)
+    digit_class = row.selectbox("Class", classes, classes.index(default_class), key=f"{key}_class",
+                                on_change=reset_index, bind=BIND, width=CLASS_WIDTH)
     indices = _test_indices(digit_class)
-    i = c2.number_input(f"Index (of {len(indices)})", 0, len(indices) - 1, key=f"{key}_index", step=1,
-                        bind=BIND)
-    c3.button("", icon=":material/casino:", key=f"{key}_random", on_click=pick_random,
-              help="A random test digit of this class")  # icon only: the label would not fit two pickers abreast
+    i = row.number_input(f"Index (of {len(indices)})", 0, len(indices) - 1, key=f"{key}_index", step=1,
+                         bind=BIND, width=INDEX_WIDTH)
+    row.button("", icon=":material/casino:", key=f"{key}_random", on_click=pick_random,
+               help="A random test digit of this class")  # icon only: a word would not fit two pickers abreast
     images, labels = load_mnist("test")
     n = int(indices[i])
-    return images[n].view(1, 1, 28, 28).clone(), f"MNIST test image #{n} ({'an' if int(labels[n]) == 8 else 'a'} {int(labels[n])})"
+    digit = images[n].view(1, 1, 28, 28).clone()
+    _preview(row, digit)
+    return digit, f"MNIST test image #{n} ({'an' if int(labels[n]) == 8 else 'a'} {int(labels[n])})"
+
+
+def _preview(container, digit: Tensor) -> None:
+    container.image(digit[0, 0].numpy(), width=PREVIEW_WIDTH)
 
 
 def _drawn(key: str) -> tuple[Tensor | None, str]:
@@ -83,19 +92,18 @@ def digit_input(key: str, label: str = "Digit", default_class: str = "any") -> T
     the widget then says what to do. `key` prefixes every widget key, so a page can hold several; the source,
     class and index are in the URL under those keys (?<key>_class=3), the class only when not `default_class`.
     """
-    source = st.radio(label, SOURCES, key=f"{key}_source", horizontal=True, bind=BIND)
-    if source == "Test digit":
-        digit, caption = _test_digit(key, default_class)
-    elif source == "Draw":
-        digit, caption = _drawn(key)
-    else:
-        digit, caption = _uploaded(key)
-    if digit is not None:
-        pic, text = st.columns([1, 8], vertical_alignment="center")
-        pic.image(digit[0, 0].numpy(), width=84)
-        text.caption("What the model sees: " + caption + ".")
-    elif caption:
-        st.caption(caption)
-    if source != "Test digit":
-        st.caption(NOT_IN_LINK.format(what="canvas" if source == "Draw" else "upload box"))
+    with st.container(gap="xsmall"):  # one widget: its rows closer together than the page's
+        source = st.radio(label, SOURCES, key=f"{key}_source", horizontal=True, bind=BIND)
+        if source == "Test digit":  # the picture at the end of the class and index row
+            digit, caption = _test_digit(key, default_class)
+        else:
+            digit, caption = _drawn(key) if source == "Draw" else _uploaded(key)
+            if digit is not None:
+                _preview(st, digit)
+        if digit is not None:
+            st.caption("What the model sees: " + caption + ".")
+        elif caption:
+            st.caption(caption)
+        if source != "Test digit":
+            st.caption(NOT_IN_LINK.format(what="canvas" if source == "Draw" else "upload box"))
     return digit

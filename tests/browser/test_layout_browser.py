@@ -1,0 +1,112 @@
+"""The app on a classroom projector (1024x768 and 1280x720): no label, button, value or tab is cut, and the Latent
+Playground shows its controls and its picture on one 1280x720 screen."""
+import pytest
+
+from tests.browser.helpers import open_page, screenshot
+
+SIZES = [(1024, 768), (1280, 720)]
+LATENT = "Latent Playground"
+PAGES = [("", "Real NVP Explorer"), ("train", "Train"), ("explorer", "Layer Explorer"), ("latent", LATENT),
+         ("latent?tab=Manifold", LATENT), ("latent?tab=Sample", LATENT)]
+
+# Every piece of text a widget shows (labels, button and tab text, select values, input values and placeholders,
+# radio and toggle options, segmented controls, expander titles, page links) whose box is narrower than its text
+# while the box hides the rest (overflow not visible, or an ellipsis through CSS text-overflow). Runs once the web
+# fonts are in.
+TRUNCATED = r"""async () => {
+  await document.fonts.ready;
+  const roots = ['button', 'input', '[role="tab"]', '[data-testid="stWidgetLabel"]', '[data-testid="stRadio"] label',
+    '[data-testid="stCheckbox"] label', '[data-testid="stExpander"] summary', '[data-testid="stPageLink"]',
+    '[data-testid="stSidebarNav"] a', '[data-testid="stMetric"]', '[data-baseweb="tag"]',
+    '[data-testid="stButtonGroup"]'].join(', ');
+  const ruler = document.createElement('canvas').getContext('2d');
+  const cut = [];
+  const name = el => {
+    const widget = el.closest('[class*="st-key-"]');
+    const key = widget ? [...widget.classList].find(c => c.startsWith('st-key-')) : '';
+    return (el.closest('[data-testid="stSidebar"]') ? 'sidebar ' : '') +
+      (el.closest('[data-testid]')?.dataset.testid || el.tagName) + (key ? ` (${key})` : '');
+  };
+  for (const root of document.querySelectorAll(
+      `:is([data-testid="stMain"], [data-testid="stSidebar"]) :is(${roots})`)) {
+    for (const el of [root, ...root.querySelectorAll('*')]) {
+      if (el.matches('svg, svg *, [data-testid="stIconMaterial"]') || !el.getClientRects().length) continue;
+      const box = el.getBoundingClientRect();
+      if (box.width <= 1 || box.height <= 1) continue;  // text for screen readers only
+      const style = getComputedStyle(el);
+      if (el.tagName === 'INPUT') {  // a value scrolls inside its box; a placeholder is measured
+        ruler.font = style.font;
+        const [need, room] = el.value ? [el.scrollWidth, el.clientWidth] : [ruler.measureText(el.placeholder).width,
+          el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight)];
+        if (need > room + 1)
+          cut.push(`${name(el)} "${el.value || el.placeholder}": ${Math.round(need)} px in ${Math.round(room)}`);
+        continue;
+      }
+      const hides = style.overflowX !== 'visible' || style.textOverflow === 'ellipsis';
+      const text = el.innerText.trim().replace(/\s+/g, ' ');
+      if (hides && text && el.scrollWidth > el.clientWidth + 1)
+        cut.push(`${name(el)} "${text}": ${el.scrollWidth} px in ${el.clientWidth}`);
+    }
+  }
+  return [...new Set(cut)];
+}"""
+
+
+# Streamlit draws a grey placeholder for a widget until the widget's code has loaded: wait for the real thing
+DRAWN = "() => !document.querySelector('[data-testid^=\"stSkeleton\"], [data-testid=\"stAppSkeleton\"]')"
+
+
+def open_drawn(page, server, path: str, title: str, size: tuple[int, int]) -> None:
+    page.set_viewport_size({"width": size[0], "height": size[1]})
+    open_page(page, server, path, title)
+    page.wait_for_function(DRAWN)
+
+
+KNOWN = {  # cut text drawn by pages outside this layout work, reported to their authors
+    ("explorer", 1024): "app_pages/explorer.py: the 'Likelihood in' segmented control (nats | bits/dim) is wider "
+                        "than its column and scrolls 'nats' out of view",
+    ("train", 1024): "ui/training.py: the New-run form's placeholders 'empty: preset-data-date-time', \"preset's\" "
+                     "(Batch size, Learning rate) and '2-D: about 40 a run' are cut",
+    ("train", 1280): "ui/training.py: the New-run form's placeholder '2-D: about 40 a run' is cut",
+}
+
+
+def case(path: str, title: str, size: tuple[int, int]):
+    reason = KNOWN.get((path, size[0]))
+    marks = [pytest.mark.xfail(reason=reason, strict=False)] if reason else []
+    return pytest.param(path, title, size, marks=marks, id=f"{path or 'home'}-{size[0]}x{size[1]}")
+
+
+@pytest.mark.parametrize("path, title, size", [case(p, t, s) for p, t in PAGES for s in SIZES])
+def test_no_text_is_cut_on_a_projector(server, page, path, title, size):
+    width, height = size
+    open_drawn(page, server, path, title, size)
+    screenshot(page, f"projector-{(path or 'home').replace('?tab=', '-')}-{width}x{height}")
+    cut = page.evaluate(TRUNCATED)
+    assert cut == [], "cut at {}x{}:\n{}".format(width, height, "\n".join(cut))
+
+
+def test_the_check_finds_a_cut_button_label(server, page):
+    """The check above can fail: a button squeezed narrower than its label is reported, with its text."""
+    open_drawn(page, server, "latent", LATENT, (1024, 768))
+    page.evaluate("""() => {
+        const b = document.querySelector('[data-testid="stSidebar"] .st-key-latent_noise_seed_new button');
+        b.style.width = b.style.maxWidth = '60px'; }""")
+    cut = page.evaluate(TRUNCATED)
+    assert len(cut) == 1 and '"New noise"' in cut[0] and cut[0].startswith("sidebar "), cut
+
+
+# (tab, the widgets to set it, the picture they make): all of them on the first 1280x720 screen, unscrolled
+ONE_SCREEN = [("Interpolate", ["from_class", "to_class", "frames", "method", "part"], "strip"),
+              ("Manifold", ["m1_class", "m2_class", "manifold_n", "full_turn"], "manifold_grid"),
+              ("Sample", ["temperature", "seed", "n_samples"], "samples_grid")]
+
+
+@pytest.mark.parametrize("tab, controls, picture", ONE_SCREEN, ids=[t for t, _, _ in ONE_SCREEN])
+def test_the_latent_playground_shows_controls_and_picture_on_one_screen(server, page, tab, controls, picture):
+    open_drawn(page, server, f"latent?tab={tab}", LATENT, (1280, 720))
+    page.locator(f".st-key-{picture} .js-plotly-plot").wait_for()
+    off = page.evaluate("""keys => keys.filter(key => {
+        const box = document.querySelector(`.st-key-${key}`)?.getBoundingClientRect();
+        return !box || box.top < 0 || box.bottom > innerHeight || box.height === 0; })""", [*controls, picture])
+    assert off == [], f"below the first screen or not drawn: {off}"
