@@ -171,6 +171,7 @@ class Step:
     text: str  # markdown, with the formula in LaTeX
     question: Question
     images: bool = True  # an MNIST model (else a 2-D one)
+    wide: bool = False  # the view needs the page's width: drawn below the text, not beside it
 
 
 def _order(a: float, b: float, tolerance: float) -> int:
@@ -192,7 +193,7 @@ $$p_X(x) = p_Z\big(f(x)\big)\,\left|\det \frac{\partial f(x)}{\partial x}\right|
 
 The determinant measures how much $f$ stretches space around $x$: where $f$ squeezes a region together, the region
 keeps its probability in a smaller volume of $z$. Below, a 2-D flow trained on two moons: press **play** to watch it
-carry the data (and a grid) onto $\mathcal N(0, I)$; on the right the density it learned.""",
+carry the data (and a grid) onto $\mathcal N(0, I)$; below it, the density it learned.""",
          Question("Around the moons the flow squeezes space together (the grid cells shrink from x to z). There, "
                   "|det ∂f/∂x| is …",
                   ("bigger than 1, so p(x) is higher than N(f(x))", "smaller than 1, so p(x) is lower than N(f(x))"),
@@ -207,10 +208,11 @@ the networks $s$ and $t$ see; the other half $x_b$ is scaled and shifted:
 
 $$y_a = x_a, \qquad y_b = x_b \odot \exp\big(s(x_a)\big) + t(x_a).$$
 
-Order the dimensions with $x_a$ first, and the Jacobian is triangular (Eq. 6):
+Order the dimensions with $x_a$ first, and the Jacobian is block triangular (Eq. 6):
 
-$$\frac{\partial y}{\partial x} = \begin{bmatrix} I & 0 \\ \frac{\partial y_b}{\partial x_a} &
-\operatorname{diag}\big(\exp s(x_a)\big) \end{bmatrix}.$$
+$$\frac{\partial y_a}{\partial x_a} = I, \qquad \frac{\partial y_a}{\partial x_b} = 0,$$
+
+$$\frac{\partial y_b}{\partial x_b} = \operatorname{diag}\big(\exp s(x_a)\big).$$
 
 $s$ and $t$ can be any networks, as deep as we like: neither the inverse nor the determinant needs to invert them.
 Below, the Jacobian of one coupling of the model at this digit, built column by column with autograd
@@ -263,8 +265,9 @@ Sec. 3.6). **Squeeze** turns each 2×2×C patch into a 1×1×4C one: the tensor 
 convolutions of $s$ and $t$ see further. **Factor-out** sends half of the dimensions straight to the prior as $z_i$
 at each scale, so the later, costlier couplings work on fewer:
 
-$$h^{(i+1)} = f^{(i+1)}\big(h^{(i)}\big), \qquad \big(z^{(i+1)},\, h^{(i+1)}\big) \leftarrow h^{(i+1)}, \qquad
-z = \big(z^{(1)}, \dots, z^{(L)}\big).$$
+$$\big(z^{(i)}, h^{(i)}\big) = f^{(i)}\big(h^{(i-1)}\big), \qquad h^{(0)} = x,$$
+
+$$z = \big(z^{(1)}, \dots, z^{(L)}\big).$$
 
 Below: the tensor before and after the first squeeze and the factor-out, as the network holds it (channels side by
 side), and where each input pixel's dimension goes.""",
@@ -272,7 +275,8 @@ side), and where each input pixel's dimension goes.""",
                   ("all 784", "392, half of them", "196, a quarter"),
                   lambda f: {784: 0, 392: 1, 196: 2}.get(int(f["flowing"]), -1),
                   "**{flowing}** flow on as h ({shape}) through the last {after} couplings; {leaving} leave as {label} "
-                  "and go straight to the Gaussian prior. Nothing is computed: log|det J| = 0.")),
+                  "and go straight to the Gaussian prior. Nothing is computed: log|det J| = 0."),
+         wide=True),
     Step("dequantization", "Dequantization and bits/dim", r"""Pixels are integers, $x \in \{0, \dots, 255\}^D$, and a
 density on integers could grow without bound. So training adds uniform noise (paper Sec. 4.1),
 
@@ -311,8 +315,9 @@ $|z| \approx T\sqrt D$, far from its peak at $z = 0$. Below, the same directions
 point between two codes decodes to a picture. Spherical interpolation keeps the path on the shell where Gaussian
 latents live (a straight line would cut inside it):
 
-$$z(t) = \frac{\sin\big((1 - t)\,\omega\big)\,\hat z_0 + \sin(t\,\omega)\,\hat z_1}{\sin \omega}\,
-\big((1 - t)|z_0| + t\,|z_1|\big), \qquad \cos\omega = \hat z_0 \cdot \hat z_1,$$
+$$z(t) = \big((1 - t)|z_0| + t|z_1|\big)\,\frac{\sin\big((1 - t)\omega\big)\,\hat z_0 + \sin(t\omega)\,\hat z_1}{\sin\omega},$$
+
+$$\cos\omega = \hat z_0 \cdot \hat z_1,$$
 
 and $x(t) = f^{-1}\big(z(t)\big)$. Below, from a 3 to an 8 of the test set.""",
          Question("Half-way, at t = ½, will the decoded picture score better (lower) bits/dim than the two digits?",

@@ -4,7 +4,7 @@ before the reveal. The step is in the URL (?step=4), so a link sent to a class o
 import streamlit as st
 
 from app.lesson import STEPS
-from ui.lesson import VIEWS
+from ui.lesson import VIEWS, follow_link
 from ui.url_state import BIND
 
 KEY = "step"  # the widget key, and the URL parameter
@@ -15,25 +15,27 @@ def go(k: int) -> None:
     st.session_state[KEY] = k
 
 
+follow_link()
 st.title("🎓 Real NVP in eight steps")
-with st.sidebar:  # the contents: a link to each step
-    k = st.radio("Lesson", NUMBERS, captions=[s.title for s in STEPS], key=KEY, bind=BIND)
+with st.container(horizontal=True, vertical_alignment="center"):
+    back = st.empty()  # drawn once the contents have said which step this is
+    with st.popover("Contents", icon=":material/list:"):  # a link to each step
+        k = st.radio("Steps", NUMBERS, captions=[s.title for s in STEPS], key=KEY, bind=BIND,
+                     label_visibility="collapsed")
+    back.button("Back", icon=":material/chevron_left:", key="lesson_back", on_click=go, args=(k - 1,),
+                disabled=k == 1)
+    st.progress(k / len(STEPS), text=f"Step {k} of {len(STEPS)}")
+    st.button("Next", icon=":material/chevron_right:", key="lesson_next", on_click=go, args=(k + 1,),
+              disabled=k == len(STEPS))
 step = STEPS[k - 1]
 
-back, bar, forward = st.columns([1, 8, 1], vertical_alignment="center")
-back.button("Back", icon=":material/chevron_left:", key="lesson_back", on_click=go, args=(k - 1,), disabled=k == 1,
-            width="stretch")
-bar.progress(k / len(STEPS), text=f"Step {k} of {len(STEPS)}")
-forward.button("Next", icon=":material/chevron_right:", key="lesson_next", on_click=go, args=(k + 1,),
-               disabled=k == len(STEPS), width="stretch")
-
 st.header(f"{k}. {step.title}")
-text, view = st.columns([2, 3])
+text, view = (st.container(), st.container()) if step.wide else st.columns([2, 3])
 text.markdown(step.text)
 with view:
     facts = VIEWS[step.key]()
 if facts is not None:
-    with text:
+    with st.container() if step.wide else text:
         question = step.question
         choice = st.radio(f"**Predict first:** {question.prompt}", question.options, index=None, key=f"predict_{k}")
         right, why = question.answer(facts), question.why.format(**facts)

@@ -1,6 +1,7 @@
 """The guided lesson: its content (app/lesson.py) and its page under AppTest, on the shipped models. Numbers the
 page quotes are checked against the library functions that define them."""
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import numpy as np
 import pytest
@@ -128,3 +129,27 @@ def test_without_the_shipped_realnvp_the_lesson_says_what_it_runs_on(tmp_path, m
     assert shown_step(at) == 4 and not charts(at)
     assert any("runs on **seed-mlp-mnist**" in c.value for c in at.caption)
     assert any("has no checkerboard and no channel block" in i.value for i in at.info)
+
+
+@pytest.mark.integration
+def test_a_step_link_opens_its_view_in_the_layer_explorer():
+    at = open_lesson(step="6")
+    (link,) = [e.proto for e in at.get("page_link")]
+    assert link.page == "explorer"
+    explorer = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180)
+    for name, value in parse_qsl(link.query_string):
+        explorer.query_params[name] = value
+    explorer.switch_page("app_pages/explorer.py").run()
+    assert not explorer.exception, explorer.exception
+    assert explorer.session_state["model_path"].endswith("realnvp-mnist.safetensors")
+    assert explorer.radio(key="trace_mode").index == 1  # without dequantization noise, at the bin centres
+    assert explorer.selectbox(key="explorer_class").value == "3" and explorer.number_input(key="explorer_index").value == 0
+
+
+@pytest.mark.integration
+def test_the_2d_step_link_switches_the_sidebar_to_its_model_and_opens_the_explorer():
+    at = open_lesson(step="1")  # the sidebar holds realnvp-mnist; the step runs on toy-2d-moons
+    at.button(key="open_Open toy-2d-moons in the Layer Explorer").click().run()
+    assert not at.exception, at.exception
+    assert at.session_state["model_path"].endswith("toy-2d-moons.safetensors")
+    assert at.title[0].value.endswith("Layer Explorer") and at.radio(key="toy_direction").value == "inference x → z"

@@ -19,10 +19,12 @@ from flow.checkpoint import CheckpointError, load_checkpoint
 from flow.data import make_toy
 from flow.model import Flow
 from flow.viz import image_grid
+from ui.sidebar import KEY as MODEL_KEY
 
 PLAIN = {"displayModeBar": False}
 EXPLORER, LATENT, LAB = "app_pages/explorer.py", "app_pages/latent.py", "app_pages/lab.py"
 NOISE_SEEDS = 6  # noise draws of the dequantization step
+OPEN = "lesson_open"  # session state: the page and URL parameters a link button asked for
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading model …")
@@ -49,8 +51,21 @@ def lesson_model(images: bool) -> tuple[Flow, ModelEntry] | None:
 
 
 def link(page: str, label: str, entry: ModelEntry, **params: str) -> None:
-    """A link to `page` opened on this step's model and view (the page's URL parameters)."""
-    st.page_link(page, label=label, icon=":material/open_in_new:", query_params={"model": entry.name, **params})
+    """A link to `page` opened on this step's model and view (the page's URL parameters). The sidebar's model is
+    taken from the URL only when a session starts, so where the step's model is not the sidebar's, a button
+    switches the sidebar to it first and then opens the page (`follow_link`)."""
+    query = {"model": entry.name, **params}
+    if st.session_state.get(MODEL_KEY) == str(entry.path):
+        st.page_link(page, label=label, icon=":material/open_in_new:", query_params=query)
+    else:
+        st.button(label, icon=":material/open_in_new:", type="tertiary", key=f"open_{label}",
+                  on_click=st.session_state.update, args=({MODEL_KEY: str(entry.path), OPEN: (page, query)},))
+
+
+def follow_link() -> None:
+    """Open the page a link button asked for (its callback has already switched the sidebar's model)."""
+    if (target := st.session_state.pop(OPEN, None)) is not None:
+        st.switch_page(target[0], query_params=target[1])
 
 
 def explorer_link(entry: ModelEntry, label: str, block: int | None = None, **params: str) -> None:
@@ -74,7 +89,8 @@ def plane(path: str, version: float, data: str, _model: Flow) -> tuple[go.Figure
     ticks, dens = explore.density(_model)
     colour = np.arctan2(points[:, 1].numpy(), points[:, 0].numpy())  # follow each point by where it started
     titles = [f"{i}. {name}" for i, name in enumerate(steps.names)]
-    extent = float(np.ceil(np.percentile(np.abs(steps.states), 99.5) + 0.5))
+    # the data and the Gaussian fill the frame: a middle block may spread the points wider, off it for a moment
+    extent = float(np.ceil(np.percentile(np.abs(steps.states[[0, -1]]), 99.5) + 0.5))
     animation = explore_plots.points_animation(steps.states, colour, lines.states, per_line, extent, titles)
     return (animation, explore_plots.density_figure(ticks, dens, points.numpy()),
             lesson.change_of_variables_facts(_model, points, dens))
@@ -117,9 +133,8 @@ def change_of_variables() -> Facts | None:
         return None
     model, entry = picked
     animation, density, facts = plane(str(entry.path), entry.version, entry.data, model)
-    left, right = st.columns(2)
-    left.plotly_chart(animation, key="lesson_plane", config=PLAIN)
-    right.plotly_chart(density, key="lesson_density", config=PLAIN)
+    st.plotly_chart(animation, key="lesson_plane", config=PLAIN)
+    st.plotly_chart(density, key="lesson_density", config=PLAIN)
     link(EXPLORER, f"Open {entry.name} in the Layer Explorer", entry)
     return facts
 
@@ -135,8 +150,8 @@ def jacobian_figure(jac: np.ndarray, kept: int) -> go.Figure:
         fig.add_shape(type="line", x0=x0, x1=x1, y0=y0, y1=y1, line={"color": "#f58518", "width": 2})
     for x, y, text in ((0.25, 0.25, "∂y<sub>a</sub>/∂x<sub>a</sub>"), (0.75, 0.25, "∂y<sub>a</sub>/∂x<sub>b</sub>"),
                        (0.25, 0.75, "∂y<sub>b</sub>/∂x<sub>a</sub>"), (0.75, 0.75, "∂y<sub>b</sub>/∂x<sub>b</sub>")):
-        fig.add_annotation(x=x * len(jac), y=y * len(jac), text=text, showarrow=False, bgcolor="rgba(255,255,255,0.8)",
-                           font={"size": 14})
+        fig.add_annotation(x=x * len(jac), y=y * len(jac), text=text, showarrow=False, bgcolor="white",
+                           font={"size": 16})
     fig.update_layout(height=420, margin={"l": 0, "r": 0, "t": 0, "b": 0})
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
@@ -203,13 +218,14 @@ def squeeze() -> Facts | None:
 
 
 def bits_figure(bits: np.ndarray, test_bpd: float | None) -> go.Figure:
-    fig = go.Figure(go.Bar(x=[f"seed {k}" for k in range(len(bits))], y=bits, marker_color="#4c78a8",
-                           hovertemplate="%{x}: %{y:.3f} bits/dim<extra></extra>"))
+    """The digit's bits/dim for each noise seed, beside the model's test-set average."""
+    fig = go.Figure(go.Scatter(x=[f"seed {k}" for k in range(len(bits))], y=bits, mode="markers",
+                               marker={"size": 14, "color": "#4c78a8"}, name="this digit",
+                               hovertemplate="%{x}: %{y:.3f} bits/dim<extra></extra>"))
     if test_bpd is not None:
-        fig.add_hline(test_bpd, line_dash="dot", annotation_text=f"test-set average {test_bpd:.3f}")
-    lo, hi = min(bits.min(), test_bpd or bits.min()), max(bits.max(), test_bpd or bits.max())
-    fig.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0},
-                      yaxis={"title": {"text": "bits/dim"}, "range": [lo - 0.2, hi + 0.1]})
+        fig.add_hline(test_bpd, line_dash="dot", annotation_text=f"test-set average {test_bpd:.3f}",
+                      annotation_position="bottom right")
+    fig.update_layout(height=300, margin={"l": 0, "r": 0, "t": 10, "b": 0}, yaxis={"title": {"text": "bits/dim"}})
     return fig
 
 
