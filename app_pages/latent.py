@@ -33,6 +33,19 @@ def _encode(path: str, version: float, digit: bytes, _model) -> torch.Tensor:
     return latent.encode_digits(_model, pixels)[0]
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def _decode(path: str, version: float, z: bytes, seed: int, _model) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decoding per checkpoint file version, latents and noise seed, shared by every session: a class
+    opening the same default views decodes them once."""
+    return latent.decode_with_bits(_model, torch.frombuffer(bytearray(z), dtype=torch.float32).view(-1, _model.dim),
+                                   seed)
+
+
+def decode(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames and their bits/dim (`flow.latent.decode_with_bits`) of latents z (N, D)."""
+    return _decode(str(entry.path), entry.version, z.float().contiguous().numpy().tobytes(), seed, model)
+
+
 def encode(digits: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([_encode(str(entry.path), entry.version, d.numpy().tobytes(), model) for d in digits])
 
@@ -67,7 +80,7 @@ def interpolation() -> None:
         st.info("Choose both digits above to see the path between them.")
         return
     z = encode([start, end])
-    frames, bits = latent.decode_with_bits(model, latent.interpolate(model, z[0], z[1], n, method, part), seed)
+    frames, bits = decode(latent.interpolate(model, z[0], z[1], n, method, part))
     t = torch.linspace(0, 1, n)
     labels = [f"frame {i} · t = {t[i]:.2f} · {bits[i]:.3f} bits/dim" for i in range(n)]
     gif = latent_plots.gif_of(frames)
@@ -109,7 +122,7 @@ def manifold() -> None:
         if any(d is None for d in digits):
             grid.info("Choose all four digits to draw the manifold.")
         else:
-            frames, bits = latent.decode_with_bits(model, latent.manifold(encode(digits), n, full_turn), seed)
+            frames, bits = decode(latent.manifold(encode(digits), n, full_turn))
             angles = (latent.manifold_angles(n, full_turn) / math.pi).tolist()
             labels = [f"a = {angles[i // n]:.2f}π · b = {angles[i % n]:.2f}π · {bits[i]:.3f} bits/dim"
                       for i in range(n * n)]
@@ -130,7 +143,7 @@ def samples() -> None:
         c1, c2 = st.columns(2)
         sample_seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="seed", bind=BIND, help="Seed of the latents z")
         n = c2.select_slider("Samples", [16, 36, 64], 64, key="n_samples", bind=BIND)
-    frames, bits = latent.decode_with_bits(model, model.latents(n, temperature, int(sample_seed)), seed)
+    frames, bits = decode(model.latents(n, temperature, int(sample_seed)))
     labels = [f"sample {i} · {b:.3f} bits/dim" for i, b in enumerate(bits.tolist())]
     picture.plotly_chart(latent_plots.grid_figure(frames, math.isqrt(n), labels, width=400), key="samples_grid",
                          config={"displayModeBar": False})
