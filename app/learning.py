@@ -64,6 +64,12 @@ def sample_frames(run_dir: Path) -> list[Frame]:
     return sorted(frames.values(), key=lambda f: (f.epoch, f.step or 0))
 
 
+def picture_count(run_dir: Path) -> int:
+    """How many sample pictures the run has written (epoch_NNN.png and step_NNNNNNN.png), without opening them."""
+    names = (p.name for p in (run_dir / "samples").glob("*.png"))
+    return sum(bool(EPOCH_PICTURE.fullmatch(n) or STEP_PICTURE.fullmatch(n)) for n in names)
+
+
 @dataclass(frozen=True)
 class PlaneView:
     """What a 2-D model does to the plane at one snapshot (or checkpoint)."""

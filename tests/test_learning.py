@@ -143,6 +143,7 @@ def test_sample_frames_come_in_training_order_and_an_epochs_picture_wins_over_it
     pic.save(folder / "samples.png")
     (folder / "latents.safetensors").write_bytes(b"")
     frames = learning.sample_frames(tmp_path)
+    assert learning.picture_count(tmp_path) == 5  # not samples.png
     assert [f.path.name for f in frames] == ["step_0000000.png", "epoch_001.png", "step_0000012.png",
                                              "epoch_002.png"]
     assert [f.label for f in frames] == ["step 0 · epoch 0.00", "epoch 1 · step 8", "step 12 · epoch 1.50",

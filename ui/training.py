@@ -50,16 +50,17 @@ def _help(option) -> str:
 
 
 QUICK_RUNS: dict[str, tuple[dict[str, object], str]] = {  # label: (form values, what the student will see and why)
-    "toy-2d on moons: watch the plane bend (about 30 s)": (
+    "toy-2d on moons: watch the plane bend (under a minute)": (
         {"preset": "toy-2d", "data": "moons", "epochs": 3},
         "Below the curves, live: the density starts as one round Gaussian blob and splits into two crescents, the "
         "samples follow, and the grid bends to carry the Gaussian onto the moons. Afterwards, replay it."),
-    "seed-mlp on 5,000 digits: noise is the lesson (about 1 min)": (
+    "seed-mlp on 5,000 digits: noise is the lesson (a few minutes)": (
         {"preset": "seed-mlp", "data": "mnist", "epochs": 10, "limit_train": 5000},
-        "Bits/dim fall to about 5, yet every sample stays noise, epoch after epoch: the couplings are MLPs on the "
-        "784 flat pixels, which know nothing of which pixels are neighbours, so they cannot lay out a stroke. "
+        "Bits/dim fall to about 4.7, yet every sample stays noise, at best a speckled cloud where digits put their "
+        "ink: the couplings are MLPs on the 784 flat pixels, which know nothing of which pixels are neighbours, so "
+        "they cannot lay out a stroke. "
         "Compare realnvp-fast below: convolutions see neighbourhoods."),
-    "realnvp-fast on 3,000 digits, 3 epochs: blotchy (about 2 min)": (
+    "realnvp-fast on 3,000 digits, 3 epochs: blotchy (a few minutes)": (
         {"preset": "realnvp-fast", "data": "mnist", "epochs": 3, "limit_train": 3000},
         "About 2 bits/dim, far better than seed-mlp, but the samples are black with specks and blobs: each coupling's "
         "convolutions see a 3×3 neighbourhood, so ink comes in blobs, and 280 steps are too few to join them into "
@@ -211,15 +212,19 @@ def _details(run: jobs.Run) -> str:
 
 
 def live_view(run: jobs.Run, unit: str) -> None:
-    """Progress, NLL chart and latest samples of one run; rereads the folder every 2 s while it trains."""
+    """Progress, NLL chart and latest samples of one run, rereading the folder every 2 s while it trains; below,
+    the samples through training (MNIST) or the plane (2-D). The sample slider stays out of the timer's fragment,
+    so scrubbing it is not undone every 2 s: the page is redrawn only when a new picture arrives."""
+    images = run.data == "mnist"
+    frames, pictures = learning.sample_frames(run.path) if images else [], learning.picture_count(run.path)
 
     @st.fragment(run_every=REFRESH if run.active else None)
     def view() -> None:
         if not run.path.is_dir():
             st.rerun()  # deleted from another session
         now = jobs.read_run(run.path)
-        if now.active != run.active:
-            st.rerun()  # it ended (or started): redraw the page, which also stops (or starts) the timer
+        if now.active != run.active or (images and learning.picture_count(now.path) != pictures):
+            st.rerun()  # it ended (or started), or drew new samples: the whole page, and (re)set the timer
         st.markdown(f"#### {ICON.get(now.state, '')} {now.name}: {now.state}")
         st.caption(_details(now))
         if now.state in ("failed", "vanished", "diverged"):
@@ -240,10 +245,7 @@ def live_view(run: jobs.Run, unit: str) -> None:
                 x = st.segmented_control("x axis", ["step", "epoch"], default="step", key="train_x") or "step"
                 st.plotly_chart(nll_figure({now.name: (metrics, now.data)}, unit, x), key="live_chart")
         with right:
-            frames = learning.sample_frames(now.path) if now.data == "mnist" else []
-            if frames:
-                samples_over_training(now.name, tuple(frames))
-            elif now.samples.exists():
+            if now.samples.exists():
                 st.image(now.samples.read_bytes(), width="stretch",
                          caption=f"Samples from the latest checkpoint (epoch {now.checkpoint_epoch})")
             else:
@@ -252,7 +254,9 @@ def live_view(run: jobs.Run, unit: str) -> None:
             blocks_over_training(now)
 
     view()
-    if run.data and run.data != "mnist":
+    if len(frames) > 1:
+        samples_over_training(run.name, tuple(frames))
+    elif run.data and run.data != "mnist":
         plane(run)
 
 
@@ -264,11 +268,15 @@ def _samples_media(frames: tuple[learning.Frame, ...], mtimes: tuple[float, ...]
 def samples_over_training(name: str, frames: tuple[learning.Frame, ...]) -> None:
     """The run's sample pictures, every one decoded from the same latents: play or scrub them in the browser,
     or download them as a GIF."""
+    st.markdown("##### Samples through training")
     figure, gif = _samples_media(frames, tuple(f.path.stat().st_mtime for f in frames))
-    st.plotly_chart(figure, key="samples_chart", config={"displayModeBar": False})
-    st.download_button("GIF of the samples", gif, f"{name}-samples.gif", "image/gif", icon=":material/download:",
-                       key="samples_gif", on_click="ignore",
-                       help="The same 64 latents decoded after every epoch (and snapshot): watch the same digits form.")
+    left, right = st.columns([3, 2])
+    left.plotly_chart(figure, key="samples_chart", config={"displayModeBar": False})
+    right.markdown(f"Each of these {len(frames)} pictures decodes **the same 64 latents** z, drawn once for this run, "
+                   "with the weights of that moment: press play, or drag the slider, to watch the same digits form. "
+                   "It runs in your browser; the server is not asked.")
+    right.download_button("GIF of the samples", gif, f"{name}-samples.gif", "image/gif", icon=":material/download:",
+                          key="samples_gif", on_click="ignore", help="The pictures in order, each labelled.")
 
 
 @st.cache_resource(max_entries=256, show_spinner=False)
