@@ -222,7 +222,7 @@ Below, the Jacobian of one coupling of the model at this digit, built column by 
                                                                               "input"),
                   lambda f: 0 if f["upper"] == 0 else 1 if f["lower"] == 0 else 2,
                   "In the {dim} × {dim} Jacobian of {block} the largest |∂y_a/∂x_b| is **{upper:g}**, while ∂y_b/∂x_a "
-                  "has entries up to {lower:.2f}, and ∂y_a/∂x_a is the identity to within {identity:.0e}. Triangular: "
+                  "has entries up to {lower:.2f}, and ∂y_a/∂x_a is the identity to within {identity:.1g}. Triangular: "
                   "its determinant is the product of the diagonal, exp(s). The block's own formula gives "
                   "log|det J| = Σ s = **{sum_s:.3f} nats**; autograd's slogdet of the whole matrix "
                   "**{slogdet:.3f}**.")),
