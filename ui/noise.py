@@ -15,7 +15,7 @@ INPUT_WIDTH = 130  # px: six digits, and the +/- a number input drops at 120 or 
 
 def noise_seed_input(key: str, container=st) -> int:
     """A number input for the seed and a "New noise" button beside it (below it where the two do not fit
-    `container`'s width: never a cut label); returns the seed. Both write the shared value, so every page
+    `container`'s width, on two lines in a column too narrow for one: never a cut label); returns the seed. Both write the shared value, so every page
     shows the same draw."""
     seed = st.session_state.setdefault(SHARED, 0)
     if st.session_state.get(key) != seed:  # another page (or the button) changed it
@@ -32,7 +32,7 @@ def noise_seed_input(key: str, container=st) -> int:
                      help="Seed of the uniform dequantization noise n ~ U[0, 1)^784 added to the 8-bit pixels. "
                           "The same digit and seed give the same bits/dim on every page and in "
                           "`python -m flow.evaluate --seed`.")
-    row.button("New noise", icon=":material/casino:", key=f"{key}_new", on_click=draw_new,
+    row.button("New noise", icon=":material/casino:", key=f"{key}_new", on_click=draw_new, wrap=True,
                help="Draw another noise: the digit's bits/dim moves by a few hundredths")
     # The URL (`key` is its parameter) seeds the widget on a session's first run and on back/forward, with no
     # callback: what the widget holds is the seed.

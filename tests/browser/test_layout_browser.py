@@ -86,14 +86,19 @@ def test_no_text_is_cut_on_a_projector(server, page, path, title, size):
     assert cut == [], "cut at {}x{}:\n{}".format(width, height, "\n".join(cut))
 
 
-def test_the_check_finds_a_cut_button_label(server, page):
-    """The check above can fail: a button squeezed narrower than its label is reported, with its text."""
+def test_the_check_finds_a_cut_select_value_and_button_label(server, page):
+    """The check above can fail: the sidebar's model box and a button squeezed narrower than their text are
+    reported, each with its text."""
     open_drawn(page, server, "latent", LATENT, (1024, 768))
+    page.locator(".st-key-strip .js-plotly-plot").wait_for()  # the download buttons come with the strip
     page.evaluate("""() => {
-        const b = document.querySelector('[data-testid="stSidebar"] .st-key-latent_noise_seed_new button');
-        b.style.width = b.style.maxWidth = '60px'; }""")
+        document.querySelector('[data-testid="stSidebar"] .st-key-model_path').style.width = '120px';
+        const button = document.querySelector('[data-testid="stDownloadButton"] button');
+        button.style.width = button.style.maxWidth = '70px'; }""")
     cut = page.evaluate(TRUNCATED)
-    assert len(cut) == 1 and '"New noise"' in cut[0] and cut[0].startswith("sidebar "), cut
+    assert len(cut) == 2, cut
+    assert any(c.startswith('sidebar stSelectbox (st-key-model_path) "seed-mlp-mnist · 3.101"') for c in cut), cut
+    assert any('"Strip (PNG)"' in c for c in cut), cut
 
 
 # (tab, the widgets to set it, the picture they make): all of them on the first 1280x720 screen, unscrolled
