@@ -26,14 +26,12 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import torch
 
-import torch  # noqa: E402
-
-from app import jobs, learning  # noqa: E402
-from app.train_plots import plane_figure  # noqa: E402
-from flow.data import make_toy  # noqa: E402
+from app import jobs, learning
+from app.train_plots import plane_figure
+from flow.data import make_toy
+from flow.files import ROOT
 
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--disable-sync", "--no-first-run"]
