@@ -18,16 +18,19 @@ def go(k: int) -> None:
 follow_link()
 st.title("🎓 Real NVP in eight steps")
 with st.container(horizontal=True, vertical_alignment="center"):
-    back = st.empty()  # drawn once the contents have said which step this is
-    with st.popover("Contents", icon=":material/list:"):  # a link to each step
-        k = st.radio("Steps", NUMBERS, captions=[s.title for s in STEPS], key=KEY, bind=BIND,
-                     label_visibility="collapsed")
+    back = st.empty()  # drawn once the step is known
+    k = st.segmented_control("Step", NUMBERS, default=1, required=True, key=KEY, bind=BIND,
+                             label_visibility="collapsed")
+    forward, contents = st.empty(), st.popover("Contents", icon=":material/list:")
     back.button("Back", icon=":material/chevron_left:", key="lesson_back", on_click=go, args=(k - 1,),
                 disabled=k == 1)
-    st.progress(k / len(STEPS), text=f"Step {k} of {len(STEPS)}")
-    st.button("Next", icon=":material/chevron_right:", key="lesson_next", on_click=go, args=(k + 1,),
-              disabled=k == len(STEPS))
+    forward.button("Next", icon=":material/chevron_right:", key="lesson_next", on_click=go, args=(k + 1,),
+                   disabled=k == len(STEPS))
+    for n, s in zip(NUMBERS, STEPS):  # a link to each step, by its title
+        contents.button(f"{n}. {s.title}", key=f"contents_{n}", type="tertiary", on_click=go, args=(n,),
+                        disabled=n == k)
 step = STEPS[k - 1]
+st.progress(k / len(STEPS), text=f"Step {k} of {len(STEPS)}")
 
 st.header(f"{k}. {step.title}")
 text, view = (st.container(), st.container()) if step.wide else st.columns([2, 3])

@@ -54,7 +54,7 @@ def open_lesson(**params: str) -> AppTest:
 
 def shown_step(at: AppTest) -> int:
     heading = at.header[0].value
-    assert at.radio(key="step").value == int(heading.split(".")[0]), "the contents and the heading disagree"
+    assert at.segmented_control(key="step").value == int(heading.split(".")[0]), "the steps and the heading disagree"
     return int(heading.split(".")[0])
 
 
