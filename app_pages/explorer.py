@@ -241,7 +241,7 @@ if entry.is_image_model:
                 f"the [0, 256) pixel scale, as the Latent Playground and `python -m flow.evaluate --seed "
                 f"{noise_seed}` score it.{card} Another noise draw moves one digit's figure by up to about a tenth.")
 
-    head, unit_box = st.columns([3, 1], vertical_alignment="bottom")
+    head, unit_box = st.columns([2, 1], vertical_alignment="bottom")
     head.header("Digit → noise")
     units = unit_box.segmented_control("Likelihood in", ["nats", "bits/dim"], default="bits/dim", key="units",
                                        bind=BIND)

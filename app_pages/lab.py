@@ -40,8 +40,8 @@ def swept(path: str, version: float, n: int, seed: int, _model) -> dict[float, t
     return lab.by_temperature(_model, n, seed)
 
 
-top, n_box, seed_box = st.columns([3, 1, 1], vertical_alignment="bottom")
-view = top.segmented_control("View", VIEWS, default=VIEWS[0], key="lab_view", bind=BIND, label_visibility="collapsed")
+view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="lab_view", bind=BIND, label_visibility="collapsed")
+n_box, seed_box = st.columns([1, 1], vertical_alignment="bottom")
 n = n_box.select_slider("Test digits", [100, 200, 500, 1000], value=200, key="lab_n", bind=BIND,
                         help="How many test digits; each other kind of input is made from the same ones")
 seed = noise_seed_input("lab_noise_seed", seed_box)
@@ -63,7 +63,7 @@ if view == VIEWS[0]:
         mine = digit_input("lab", "Your input")
     yours = None if mine is None else float(lab.bits(model, mine, seed)[0])
     rows = {kind: lab.summary(results[kind], test) for kind in lab.KINDS}
-    titles = {kind: f"<b>{kind}</b>: {lab.KINDS[kind][0]} · median {rows[kind]['median']:.2f}"
+    titles = {kind: f"<b>{kind}</b> · median {rows[kind]['median']:.2f}"
               + ("" if kind == "test digits" else f" · {rows[kind]['share_below_test_median']:.0%} beat the median "
                                                   "test digit") for kind in lab.KINDS}
     pics, chart = st.columns([1, 3])

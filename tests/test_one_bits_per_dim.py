@@ -77,13 +77,13 @@ def test_the_pages_show_the_same_number_for_test_digit_0(model, test_digits):
     at = open_page("app_pages/explorer.py")
     at.number_input(key="explorer_noise_seed").set_value(7).run()
     at.slider(key="block").set_value(5).run()
-    text = next(m.value for m in at.markdown if m.value.startswith("Total:"))
+    text = next(m.value.split("Total:", 1)[1] for m in at.markdown if "Total:" in m.value)
     shown = float(re.search(r"([\d.]+) bits/dim", text).group(1))
     expected = model.bits_per_dim(test_digits[:1], 7).item()
     assert shown == pytest.approx(expected, abs=5e-4) and "seed 7" in text
 
     at.radio(key="trace_mode").set_value("without dequantization noise (bin centres)").run()  # the teaching view
-    text = next(m.value for m in at.markdown if m.value.startswith("Total:"))
+    text = next(m.value.split("Total:", 1)[1] for m in at.markdown if "Total:" in m.value)
     assert "not the digit's bits/dim" in text and f"**{expected:.3f} bits/dim**" in text
 
     at.switch_page("app_pages/latent.py").run()  # the Latent Playground keeps the seed
