@@ -98,6 +98,9 @@ PATTERNS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {  # (rows
 }
 
 
+MASK_OPTIONS = (*PATTERNS, "another pattern")
+
+
 def mask_pattern(mask: np.ndarray) -> str:
     """Which of `PATTERNS` a coupling's mask b forms in the 28 x 28 picture (b = 1 or b = 0 on it), or
     "another pattern"."""
@@ -105,7 +108,7 @@ def mask_pattern(mask: np.ndarray) -> str:
     for name, pattern in PATTERNS.items():
         if np.array_equal(mask == 1, pattern(r, c)) or np.array_equal(mask == 0, pattern(r, c)):
             return name
-    return "another pattern"
+    return MASK_OPTIONS[-1]
 
 
 def mask_facts(steps: explore.Steps, checkerboard: int, channel: int) -> Facts:
@@ -192,8 +195,8 @@ $z = f(x)$ with a simple density, a standard Gaussian. The density of the data f
 $$p_X(x) = p_Z\big(f(x)\big)\,\left|\det \frac{\partial f(x)}{\partial x}\right|.$$
 
 The determinant measures how much $f$ stretches space around $x$: where $f$ squeezes a region together, the region
-keeps its probability in a smaller volume of $z$. Below, a 2-D flow trained on two moons: press **play** to watch it
-carry the data (and a grid) onto $\mathcal N(0, I)$; below it, the density it learned.""",
+keeps its probability in a smaller volume of $z$. On the right, a 2-D flow trained on two moons: press **play** to
+watch it carry the data (and a grid) onto $\mathcal N(0, I)$; below it, the density it learned.""",
          Question("Around the moons the flow squeezes space together (the grid cells shrink from x to z). There, "
                   "|det ∂f/∂x| is …",
                   ("bigger than 1, so p(x) is higher than N(f(x))", "smaller than 1, so p(x) is lower than N(f(x))"),
@@ -215,7 +218,7 @@ $$\frac{\partial y_a}{\partial x_a} = I, \qquad \frac{\partial y_a}{\partial x_b
 $$\frac{\partial y_b}{\partial x_b} = \operatorname{diag}\big(\exp s(x_a)\big).$$
 
 $s$ and $t$ can be any networks, as deep as we like: neither the inverse nor the determinant needs to invert them.
-Below, the Jacobian of one coupling of the model at this digit, built column by column with autograd
+On the right, the Jacobian of one coupling of the model at this digit, built column by column with autograd
 ($\log_{10}|J|$, black where an entry is exactly 0).""",
          Question("Which block of this coupling's Jacobian is exactly zero?",
                   ("the top right, ∂y_a/∂x_b", "the bottom left, ∂y_b/∂x_a", "none: every output depends on every "
@@ -236,7 +239,7 @@ log-likelihood of the digit is a sum, block by block (Eq. 3 again, in logs):
 
 $$\log p(x) = \log \mathcal N\big(z; 0, I\big) + \sum_k \log\left|\det \frac{\partial h_k}{\partial h_{k-1}}\right|.$$
 
-Below, that sum for this digit: each bar is one block's term, the last bar the total.""",
+On the right, that sum for this digit: each bar is one block's term, the last bar the total.""",
          Question("After the logit, this digit's 784 values are far from Gaussian (most pixels are black). After the "
                   "last block, will they look more or less like draws from N(0, 1)?",
                   ("more Gaussian", "less Gaussian", "about the same"),
@@ -250,12 +253,11 @@ mask that keeps the first half of the channels,
 
 $$b_{c} = \mathbb 1\left[c < C/2\right],$$
 
-and each next coupling swaps the roles ($b \to 1 - b$) so that every value gets changed. Below, one coupling of each
-kind on this digit: the mask $b$ (white: kept), the scale $s$, the shift $t$, and what they do to the values. Every
+and each next coupling swaps the roles ($b \to 1 - b$) so that every value gets changed. On the right, one coupling of
+each kind on this digit: the mask $b$ (white: kept), the scale $s$, the shift $t$, and what they do to the values. Every
 map is drawn in the 28×28 layout of the input, each value at the pixel it came from.""",
          Question("Drawn back on the 28×28 digit, which pixels does the first channel-wise coupling keep (b = 1)?",
-                  (*PATTERNS, "another pattern"),
-                  lambda f: (*PATTERNS, "another pattern").index(f["channel"]),
+                  MASK_OPTIONS, lambda f: MASK_OPTIONS.index(f["channel"]),
                   "The channel-wise coupling at {channel_shape} keeps **{channel}** of the picture: a squeeze stacks "
                   "the pixels of each patch as channels, so splitting the channels splits the positions inside every "
                   "patch. The checkerboard coupling at {checkerboard_shape} keeps {checkerboard}: a checkerboard "
@@ -287,7 +289,7 @@ probability of the 8-bit one. Reported per dimension in bits, on the $[0, 256)$ 
 
 $$\text{bits/dim} = \frac{-\log p(u) + D \log 256}{D \log 2}.$$
 
-Below, this digit's bits/dim with several draws of the noise.""",
+On the right, this digit's bits/dim with several draws of the noise.""",
          Question("Score the digit at the centres of its pixels' bins, u = (x + ½)/256, without noise. Compared with "
                   "the noisy figure, its 'bits/dim' will be …",
                   ("lower", "higher", "the same"),
@@ -303,7 +305,7 @@ $$x = f^{-1}(z), \qquad z \sim \mathcal N(0, T^2 I).$$
 
 The temperature $T$ scales the latent: $T < 1$ draws from nearer the mode, which gives cleaner but less varied
 digits; $T > 1$ from the tails. In $D = 784$ dimensions nearly all of a Gaussian's mass lies in a thin shell at
-$|z| \approx T\sqrt D$, far from its peak at $z = 0$. Below, the same directions at every temperature.""",
+$|z| \approx T\sqrt D$, far from its peak at $z = 0$. On the right, the same directions at every temperature.""",
          Question("Which temperature's samples get the lowest bits/dim (the highest likelihood)?",
                   tuple(f"T = {t:g}" for t in TEMPERATURES),
                   lambda f: int(f["best"]),
@@ -319,7 +321,7 @@ $$z(t) = \big((1 - t)|z_0| + t|z_1|\big)\,\frac{\sin\big((1 - t)\omega\big)\,\ha
 
 $$\cos\omega = \hat z_0 \cdot \hat z_1,$$
 
-and $x(t) = f^{-1}\big(z(t)\big)$. Below, from a 3 to an 8 of the test set.""",
+and $x(t) = f^{-1}\big(z(t)\big)$. On the right, from a 3 to an 8 of the test set.""",
          Question("Half-way, at t = ½, will the decoded picture score better (lower) bits/dim than the two digits?",
                   ("better than both", "between the two", "worse than both"),
                   _between,
