@@ -394,22 +394,24 @@ def compare_animation(sides: list[tuple[str, Steps, Decomposition]], start: int 
     fig = make_subplots(rows=2, cols=2, row_heights=[0.55, 0.45], vertical_spacing=0.1, horizontal_spacing=0.08,
                         subplot_titles=[name for name, _, _ in sides] + [
                             f"{dec.bits_per_dim:.3f} bits/dim: the 8-bit scale, each block, log N(z)" for _, _, dec in sides])
-    terms = [np.array([v for _, v in dec.terms("bpd")]) for _, _, dec in sides]
+    terms = [dec.terms("bpd") for _, _, dec in sides]  # per side: (name, bits/dim) of each term, the same every frame
+    values = [np.array([v for _, v in t]) for t in terms]
+    bases = [np.concatenate([[0.0], np.cumsum(v)[:-1]]) for v in values]
 
     def dynamic(f: float) -> list[dict]:
         traces = []
-        for (name, steps, dec), values in zip(sides, terms):
+        for (_, steps, _), side_terms, side_values, base in zip(sides, terms, values, bases):
             i = at_fraction(len(steps), f)
             state = steps.pixels(i)
             scale = PIXELS if i in steps.pixel_entries else _signed(state)
-            colours = [BAR_COLOURS[bool(v < 0)] for v in values]
+            colours = [BAR_COLOURS[bool(v < 0)] for v in side_values]
             if i > 0:
                 colours[i] = HIGHLIGHT  # term 0 is the 8-bit scale; block i's term follows it
             traces += [{"type": "heatmap", "z": state, "colorscale": scale["colorscale"], "zmin": scale["cmin"],
                         "zmax": scale["cmax"], "showscale": False,
                         "hovertemplate": "row %{y}, col %{x}: %{z:.3f}<extra></extra>"},
-                       {"type": "bar", "y": values, "base": np.concatenate([[0.0], np.cumsum(values)[:-1]]),
-                        "marker": {"color": colours}, "customdata": [n for n, _ in dec.terms("bpd")],
+                       {"type": "bar", "y": side_values, "base": base,
+                        "marker": {"color": colours}, "customdata": [n for n, _ in side_terms],
                         "hovertemplate": "%{customdata}: %{y:+.3f} bits/dim<extra></extra>"}]
         return traces
 
