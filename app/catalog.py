@@ -28,6 +28,7 @@ class ModelEntry:
     data: str = "?"
     epoch: int | None = None
     test_bpd: float | None = None
+    digit: int | None = None  # trained and tested on this MNIST class only
     run_state: str | None = None  # runs only: running, finished, stopped, failed, vanished... (app.jobs)
     error: str | None = None  # why the checkpoint is unusable
 
@@ -40,13 +41,14 @@ class ModelEntry:
         """The name and the test-set bits/dim, the figures that tell models apart, short enough for the sidebar
         of a projector (the unit is in the picker's label; `details` carry the rest)."""
         figure = f"{self.test_bpd:.3f}" if self.test_bpd is not None else "not evaluated"
-        return f"{self.name} · {figure}"
+        return f"{self.name} · {figure}" + (f" ({self.digit}s)" if self.digit is not None else "")
 
     @property
     def details(self) -> str:
         """The rest of what the catalog knows, for a caption: the whole name, preset, data, epoch, where it lives."""
         where = "shipped" if self.source == "shipped" else f"run, {self.run_state or 'unknown'}"
-        return f"{self.name}: {self.preset} on {self.data}, epoch {self.epoch}, {where}"
+        only = f" (the {self.digit}s only)" if self.digit is not None else ""
+        return f"{self.name}: {self.preset} on {self.data}{only}, epoch {self.epoch}, {where}"
 
     @property
     def version(self) -> float:
@@ -76,7 +78,7 @@ def _entry(path: Path, source: str, name: str) -> ModelEntry:
     if entry.error:
         return entry
     entry.preset, entry.data = meta.get("preset", "?"), meta.get("data", "?")
-    entry.epoch, entry.test_bpd = meta.get("epoch"), meta.get("test_bpd")
+    entry.epoch, entry.test_bpd, entry.digit = meta.get("epoch"), meta.get("test_bpd"), meta.get("digit")
     return entry
 
 

@@ -9,6 +9,7 @@ from plotly.subplots import make_subplots
 import torch
 from PIL import Image
 
+from app.animation import animate
 from flow.explore import Decomposition, Steps, histogram
 from flow.viz import image_grid
 
@@ -238,38 +239,7 @@ def density_figure(ticks: np.ndarray, dens: np.ndarray, data: np.ndarray) -> go.
         "xaxis": {"range": [ticks[0], ticks[-1]]}, "yaxis": {"scaleanchor": "x", "range": [ticks[0], ticks[-1]]}})
 
 
-# ----- animations: every step sent once, stepped and played by plotly.js in the browser --------------------
-SPEEDS = (("▶ slow", 2000), ("▶ play", 800), ("▶▶ fast", 250))  # label, milliseconds per step
-CONTROLS = 145  # px below a figure for its slider and, under it, the buttons
-
-
-def _jump(ms: int) -> dict:
-    return {"frame": {"duration": ms, "redraw": True}, "transition": {"duration": 0}, "mode": "immediate",
-            "fromcurrent": True}
-
-
-def _animate(fig: go.Figure, frames: list[dict], start: int, prefix: str, labels: list[str] | None = None) -> go.Figure:
-    """`fig` with `frames` (one per step, named "0", "1", ...), a slider over them and play/pause buttons
-    at three speeds, added below it. Stepping and playing run in plotly.js: the server is not asked.
-    The frames are plain dicts, not validated again: that would take a second for a 25-block flow."""
-    buttons = [{"label": "⏮", "method": "animate", "args": [["0"], _jump(0)]}]
-    buttons += [{"label": label, "method": "animate", "args": [None, _jump(ms)]} for label, ms in SPEEDS]
-    buttons.append({"label": "❚❚ pause", "method": "animate", "args": [[None], _jump(0)]})
-    height, margin = fig.layout.height + CONTROLS, fig.layout.margin.b + CONTROLS
-    plot = height - margin - fig.layout.margin.t  # px, the plotting area's height: paper y = 1
-    fig.update_layout(
-        height=height, margin={"b": margin},
-        sliders=[{"active": start, "x": 0, "len": 1, "y": -30 / plot, "yanchor": "top",  # below the axis' ticks
-                  "pad": {"t": 0, "b": 0}, "currentvalue": {"prefix": prefix, "font": {"size": 13}},
-                  "font": {"size": 10}, "ticklen": 3,
-                  "steps": [{"label": label, "method": "animate", "args": [[str(k)], _jump(0)]}
-                            for k, label in enumerate(labels or map(str, range(len(frames))))]}],
-        updatemenus=[{"type": "buttons", "direction": "right", "showactive": False, "buttons": buttons,
-                      "x": 0, "y": -(margin - 4) / plot, "xanchor": "left", "yanchor": "bottom", "pad": {"b": 0},
-                      "font": {"size": 13}}])
-    return go.Figure({**fig.to_dict(), "frames": frames}, _validate=False)
-
-
+# ----- animations (app.animation): every step sent once, stepped and played by plotly.js in the browser -------
 def _frames(figures: list[go.Figure], keys: tuple[str, ...]) -> list[dict]:
     """One frame per figure: its traces and the layout entries `keys` (what differs between steps)."""
     out = []
@@ -282,14 +252,14 @@ def _frames(figures: list[go.Figure], keys: tuple[str, ...]) -> list[dict]:
 def steps_animation(steps: Steps, start: int = 0) -> go.Figure:
     """`state_figure` of every step as one animation (a generative trace: latent to picture)."""
     figures = [state_figure(steps, i) for i in range(len(steps))]
-    return _animate(go.Figure(figures[start]), _frames(figures, ("annotations", "coloraxis")), start, "Step ")
+    return animate(go.Figure(figures[start]), _frames(figures, ("annotations", "coloraxis")), start, "Step ")
 
 
 def points_animation(states: np.ndarray, colour: np.ndarray, grids: np.ndarray, per_line: int, extent: float,
                      titles: list[str], start: int = 0) -> go.Figure:
     """`points_figure` after every block as one animation: states (S, N, 2) and grids (S, M, 2)."""
     figures = [points_figure(p, colour, g, per_line, extent, t) for p, g, t in zip(states, grids, titles)]
-    return _animate(go.Figure(figures[start]), _frames(figures, ("title",)), start, "Block ")
+    return animate(go.Figure(figures[start]), _frames(figures, ("title",)), start, "Block ")
 
 
 def _signed(values: np.ndarray, scale: str = VALUES) -> dict:
@@ -375,7 +345,7 @@ def flow_animation(steps: Steps, dec: Decomposition, units: str, captions: list[
                       title={"x": 0, "xanchor": "left", "yref": "container", "y": 1, "yanchor": "top",
                              "pad": {"t": 6}, "font": {"size": 16}})
     frames = [{"name": str(i), "data": dynamic(i), "traces": list(range(6)), "layout": look(i)} for i in range(len(steps))]
-    return _animate(fig, frames, start, "Block ")
+    return animate(fig, frames, start, "Block ")
 
 
 # ----- two models side by side ------------------------------------------------------------------------------
@@ -436,4 +406,4 @@ def compare_animation(sides: list[tuple[str, Steps, Decomposition]], start: int 
                              "pad": {"t": 6}, "font": {"size": 16}})
     frames = [{"name": str(k), "data": dynamic(f), "traces": list(range(4)), "layout": look(f)}
               for k, f in enumerate(FRACTIONS)]
-    return _animate(fig, frames, start, "", [f"{f:.0%}" for f in FRACTIONS])
+    return animate(fig, frames, start, "", [f"{f:.0%}" for f in FRACTIONS])

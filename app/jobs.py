@@ -87,7 +87,8 @@ def train_args(spec: RunSpec) -> list[str]:
 
 
 def default_name(spec: RunSpec) -> str:
-    return f"{spec.preset}-{spec.data}-{time.strftime('%Y%m%d-%H%M%S')}"
+    only = f"-{spec.digit}s" if spec.digit is not None else ""
+    return f"{spec.preset}-{spec.data}{only}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def validate(spec: RunSpec, root: Path | None = None, new: bool = True) -> list[str]:
@@ -109,9 +110,14 @@ def validate(spec: RunSpec, root: Path | None = None, new: bool = True) -> list[
                         f"({', '.join(TOY_SETS)}); {', '.join(IMAGE_PRESETS)} model MNIST images.")
     wrong = {o.name: o.problem(getattr(spec, o.name), o.label) for o in FORM_OPTIONS if not o.choices}
     problems += [p + "." for p in wrong.values() if p]
-    if spec.preset in PRESETS and spec.data in DATASETS and not wrong["batch_size"] and not wrong["limit_train"]:
+    if spec.digit is not None and not wrong["digit"] and spec.data in TOY_SETS:
+        wrong["digit"] = f"Only this digit picks an MNIST class; the toy set {spec.data} has none: leave it empty."
+        problems.append(wrong["digit"])
+    if spec.preset in PRESETS and spec.data in DATASETS and not any(wrong[k] for k in ("batch_size", "limit_train",
+                                                                                      "digit")):
         batch = spec.batch_size or PRESETS[spec.preset].batch_size  # empty: the preset's, as flow.train does
-        if problem := batch_problem(batch, min(spec.limit_train or dataset_size(spec.data, "train"), dataset_size(spec.data, "train"))):
+        examples = dataset_size(spec.data, "train", spec.digit)
+        if problem := batch_problem(batch, min(spec.limit_train or examples, examples)):
             problems.append(problem[0].upper() + problem[1:])
     if not _is_int(spec.threads) or not 1 <= spec.threads <= (os.cpu_count() or 1):
         problems.append(f"Threads must be between 1 and {os.cpu_count()} (got {spec.threads}).")

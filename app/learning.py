@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -96,10 +98,25 @@ def plane_view(model: Flow, z: torch.Tensor, step: int, epoch: float) -> PlaneVi
                      grid=model.decode(grid).numpy().astype(np.float32), per_line=per_line)
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Torch ops of the calling thread on one core meanwhile. A live view is read while its trainer holds a core:
+    a second torch thread then waits on the busy core, and a refresh took 1.0-3.4 s instead of 0.25 s
+    (bench/live_refresh.py). Torch keeps the setting per thread, so other sessions' scripts keep theirs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def snapshot_view(run_dir: Path, snapshot: Path) -> PlaneView:
-    """The plane view of one weight snapshot of a 2-D run (CheckpointError, OSError: unreadable)."""
-    model = load_checkpoint(snapshot)
-    return plane_view(model, read_latents(run_dir), model.metadata["step"], model.metadata["epoch"])
+    """The plane view of one weight snapshot of a 2-D run (CheckpointError, OSError: unreadable), computed on
+    one core."""
+    with one_thread():
+        model = load_checkpoint(snapshot)
+        return plane_view(model, read_latents(run_dir), model.metadata["step"], model.metadata["epoch"])
 
 
 def newest_snapshot(run_dir: Path) -> Path | None:

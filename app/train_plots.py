@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
+from app.animation import animate
 from app.explore_plots import density_figure, points_figure
 from app.jobs import bpd_to_nats, data_dim
 from app.learning import EXTENT, BlockHistory, Frame, PlaneView
@@ -51,38 +52,17 @@ def nll_figure(runs: dict[str, tuple[pd.DataFrame, str]], unit: str = "bits/dim"
 
 
 # ----- watching a run learn (app.learning) -------------------------------------------------------------------
-CONTROLS = 144  # px below an animated figure: its slider, then the play and pause buttons
-
-
-def _animate(fig: go.Figure, labels: list[str], ms: int, redraw: bool, prefix: str) -> go.Figure:
-    """A slider over the figure's frames (named by `labels`) and play/pause buttons: plotly.js steps through
-    them in the browser, so scrubbing costs the server nothing."""
-    def go_to(names: list[str] | None, duration: int) -> list:
-        return [names, {"frame": {"duration": duration, "redraw": redraw}, "mode": "immediate",
-                        "transition": {"duration": 0}, "fromcurrent": True}]
-
-    fig.update_layout(
-        sliders=[{"active": len(labels) - 1, "x": 0, "len": 1, "y": 0, "yanchor": "top", "pad": {"t": 34, "b": 0},
-                  "currentvalue": {"prefix": prefix, "font": {"size": 13}}, "font": {"size": 10},
-                  "steps": [{"label": label, "method": "animate", "args": go_to([label], 0)} for label in labels]}],
-        updatemenus=[{"type": "buttons", "direction": "right", "x": 0, "y": 0, "xanchor": "left", "yanchor": "top",
-                      "pad": {"t": CONTROLS - 34}, "showactive": False, "font": {"size": 13}, "buttons": [
-                          {"label": "▶ play", "method": "animate", "args": go_to(None, ms)},
-                          {"label": "❚❚ pause", "method": "animate", "args": go_to([None], 0)}]}])
-    return fig
-
-
-def samples_figure(frames: list[Frame], ms: int = 600) -> go.Figure:
+def samples_figure(frames: list[Frame]) -> go.Figure:
     """A run's sample pictures (the same latents decoded after each epoch or snapshot) as one picture with a
     slider and play/pause over them, opening on the latest."""
     sources = [_data_uri(f.path.read_bytes()) for f in frames]
     labels = [f.label for f in frames]
-    fig = go.Figure([go.Image(source=sources[-1], hoverinfo="skip")],
-                    frames=[go.Frame(data=[go.Image(source=s)], name=label) for s, label in zip(sources, labels)])
+    fig = go.Figure([go.Image(source=sources[-1], hoverinfo="skip")])
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False, scaleanchor="x")
-    fig.update_layout(height=360 + CONTROLS, margin=dict(l=0, r=0, t=0, b=CONTROLS), dragmode=False)
-    return _animate(fig, labels, ms, redraw=True, prefix="samples after ")
+    fig.update_layout(height=360, margin=dict(l=0, r=0, t=0, b=0), dragmode=False)
+    frames = [{"name": str(k), "data": [{"type": "image", "source": s}]} for k, s in enumerate(sources)]
+    return animate(fig, frames, len(frames) - 1, "samples after ", labels)
 
 
 def _data_uri(png: bytes) -> str:
@@ -122,26 +102,26 @@ def _plane_traces(view: PlaneView, data: np.ndarray) -> list:
 PLANE_TITLES = ("learned density p(x)<br>and the data", "samples and the z-grid,<br>pushed through the flow")
 
 
-def plane_figure(views: list[PlaneView], data: np.ndarray, ms: int = 400) -> go.Figure:
+def plane_figure(views: list[PlaneView], data: np.ndarray) -> go.Figure:
     """A 2-D run's plane, left the learned density with the data, right samples from the run's fixed latents
     and the regular z-grid carried into data space. One view: a still of that step; several: frames (the
     heat map, grid and samples change; the data stays) with a slider and play/pause, replayed in the browser."""
     traces = _plane_traces(views[-1], data)
     moving = [i for i, t in enumerate(traces) if i != 1]  # all but the data
     labels = [f"step {v.step} · epoch {v.epoch:.2f}" for v in views]
-    frames = [go.Frame(data=[t for i, t in enumerate(_plane_traces(v, data)) if i != 1], traces=moving, name=label)
-              for v, label in zip(views, labels)] if len(views) > 1 else None
+    frames = [{"name": str(k), "traces": moving,
+               "data": [t.to_plotly_json() for i, t in enumerate(_plane_traces(v, data)) if i != 1]}
+              for k, v in enumerate(views)] if len(views) > 1 else None
     axis = {"range": [-EXTENT, EXTENT], "zeroline": False, "constrain": "domain"}
     fig = go.Figure(traces, frames=frames, layout={  # one layout dict: validated once (a live refresh builds it)
-        "height": 440 + (CONTROLS if frames else 0),
-        "margin": {"l": 0, "r": 0, "t": 50, "b": CONTROLS if frames else 0},
+        "height": 440, "margin": {"l": 0, "r": 0, "t": 50, "b": 0},
         "showlegend": False, "uirevision": "plane",
         "xaxis": {**axis, "domain": [0, 0.43]}, "yaxis": {**axis, "scaleanchor": "x"},
         "xaxis2": {**axis, "domain": [0.55, 1], "anchor": "y2"},
         "yaxis2": {**axis, "scaleanchor": "x2", "anchor": "x2"},
         "annotations": [{"text": text, "x": x, "y": 1.0, "xref": "paper", "yref": "paper", "yanchor": "bottom",
                          "showarrow": False, "font": {"size": 13}} for text, x in zip(PLANE_TITLES, (0.2, 0.775))]})
-    return _animate(fig, labels, ms, redraw=True, prefix="") if frames else fig
+    return animate(fig, frames, len(frames) - 1, "", labels) if frames else fig
 
 
 def _bits_per_dim(logdets: np.ndarray, data: str) -> list[float]:

@@ -15,6 +15,7 @@ from ui.digits import digit_input
 from ui.noise import noise_seed_input
 from ui.player import stepper
 from ui.sidebar import KEY as MODEL_KEY, current_model
+from ui.training import plane
 from ui.url_state import BIND
 
 PLAIN = {"displayModeBar": False}  # no plotly toolbar over the small maps
@@ -183,24 +184,15 @@ def toy_training_offer() -> None:
         st.session_state.pop("toy_run")
         st.warning(str(e))
         return toy_training_offer()
-    if run.active:
-        toy_progress(name)
-    elif run.state == "finished":
-        st.success(f"**{name}** is trained and in the sidebar's list.")
+    if run.state == "finished":
+        st.success(f"**{name}** is trained and in the sidebar's list. Replay its training below, or explore it.")
         st.button("Explore it", key="toy_open", on_click=st.session_state.update,
                   args=({MODEL_KEY: str(run.checkpoint), "toy_run": None},))
-    else:
+    elif not run.active:
         st.error(f"The training run {name} ended {run.state}: {run.message}")
         st.button("Try again", key="toy_again", on_click=st.session_state.pop, args=("toy_run",))
-
-
-@st.fragment(run_every=1.0)
-def toy_progress(name: str) -> None:
-    run = jobs.read_run(jobs.runs_root() / name)
-    if not run.active:
-        st.rerun()  # done: the whole page again, so that the sidebar lists the new model
-    done = jobs.progress(run, jobs.read_metrics(run.path))
-    st.progress(done.fraction if done else 0.0, text=f"Training {name}: " + (done.text if done else run.message))
+        return
+    plane(run, progress=True)  # live while it trains (the whole page reruns when it ends), then a replay
 
 
 st.title("🔬 Layer Explorer")

@@ -145,16 +145,21 @@ def example_shape(name: str) -> tuple[int, ...]:
     return (1, 28, 28) if name == "mnist" else (2,)
 
 
-def dataset_size(name: str, split: str) -> int:
-    """How many examples `load_dataset(name, split)` returns, without loading them."""
+def dataset_size(name: str, split: str, digit: int | None = None) -> int:
+    """How many examples `load_dataset(name, split, digit=digit)` returns (without loading the images of the
+    whole set: only one class needs MNIST's labels)."""
     if name == "mnist":
-        return MNIST_SIZE[split]
+        return MNIST_SIZE[split] if digit is None else int((load_mnist(split)[1] == digit).sum())
     return TOY_SIZE if split == "train" else TOY_SIZE // 4
 
 
-def load_dataset(name: str, split: str, toy_size: int = TOY_SIZE) -> Tensor:
-    """The examples of a data set as the model takes them: uint8 (N, 1, 28, 28) or float (N, 2)."""
+def load_dataset(name: str, split: str, toy_size: int = TOY_SIZE, digit: int | None = None) -> Tensor:
+    """The examples of a data set as the model takes them: uint8 (N, 1, 28, 28) or float (N, 2); with `digit`,
+    MNIST's examples of that class only (ValueError for a toy set, which has no classes)."""
     if name == "mnist":
-        return load_mnist(split)[0].unsqueeze(1)
+        images, labels = load_mnist(split)
+        return (images if digit is None else images[labels == digit]).unsqueeze(1)
+    if digit is not None:
+        raise ValueError(f"only MNIST has digit classes, not the toy set {name}: leave the digit out")
     n = toy_size if split == "train" else toy_size // 4
     return make_toy(name, n, seed=0 if split == "train" else 1)

@@ -45,13 +45,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         model = load_checkpoint(args.checkpoint, pick_device(args.device))
         data_name = model.metadata.get("data", "mnist")
-        data = load_dataset(data_name, "test")[: args.limit]
+        digit = model.metadata.get("digit")  # a model trained on one class is scored on that class
+        data = load_dataset(data_name, "test", digit=digit)[: args.limit]
     except (CheckpointError, DeviceError, MNISTUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_REFUSED
     start = time.time()
     total, n = evaluate_bpd(model, data, args.batch_size, args.seed)
-    print(json.dumps({"checkpoint": args.checkpoint, "data": data_name, "test_bpd": round(total / n, 5), "n": n,
+    print(json.dumps({"checkpoint": args.checkpoint, "data": data_name, "digit": digit, "test_bpd": round(total / n, 5), "n": n,
                       "seconds": round(time.time() - start, 1)}))
     return 0
 

@@ -77,6 +77,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("seed", int, 0, "seed of the weights, the batches and the test noise", "Seed", low=0, high=2**32 - 1),
     Option("limit_train", int, None, "train on the first N examples only", "Training examples", low=1),
     Option("limit_test", int, None, "evaluate on the first N test examples only", "Test examples", low=1),
+    Option("digit", int, None, "MNIST only: train and test on this one class (its test bits/dim are then not "
+           "comparable with an all-digit model's); the quickest way to samples that look like digits",
+           "Only this digit", low=0, high=9),
     Option("log_every", int, 20, "steps between metrics lines", "Log every (steps)", low=1),
     Option("snapshot_every", int, None, "steps between weight snapshots (snapshots/), which the Train page replays; "
            "0: none; default: about 40 over a 2-D run, none for images", "Snapshot every (steps)", low=0),

@@ -188,11 +188,13 @@ def main(argv: list[str] | None = None) -> int:
         dd.teardown()
 
 
-def load_data(name: str, limit_train: int | None, limit_test: int | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(training, test) examples; RunError if the data set cannot be read."""
+def load_data(name: str, limit_train: int | None, limit_test: int | None,
+              digit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training, test) examples, of one MNIST class if `digit`; RunError if the data set cannot be read."""
     try:
-        return load_dataset(name, "train")[:limit_train], load_dataset(name, "test")[:limit_test]
-    except MNISTUnavailable as e:
+        return (load_dataset(name, "train", digit=digit)[:limit_train],
+                load_dataset(name, "test", digit=digit)[:limit_test])
+    except (MNISTUnavailable, ValueError) as e:
         raise RunError(str(e)) from e
 
 
@@ -237,7 +239,8 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
     batch_size = args.batch_size or previous.get("batch_size") or tuned.batch_size
     lr = args.lr if args.lr is not None else previous.get("lr") or tuned.lr
 
-    train_x, test_x = load_data(data_name, args.limit_train, args.limit_test)
+    digit = args.digit if args.digit is not None else previous.get("digit")
+    train_x, test_x = load_data(data_name, args.limit_train, args.limit_test, digit)
     check_fit(config, data_name, train_x)
     per_process = math.ceil(len(train_x) / world)  # DistributedSampler pads every rank's share to this
     if problem := batch_problem(batch_size, per_process):
@@ -282,7 +285,7 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
                    epochs=args.epochs, test_bpd=previous.get("test_bpd"), world_size=world)
         return 0
     run.status("running", epoch=start_epoch, step=step, epochs=args.epochs, world_size=world)
-    meta = {"preset": preset, "data": data_name, "epochs_planned": args.epochs, "batch_size": batch_size,
+    meta = {"preset": preset, "data": data_name, "digit": digit, "epochs_planned": args.epochs, "batch_size": batch_size,
             "lr": lr, "world_size": world, "device": str(device), "hardware": dd.describe(device)}
     start = time.time()
 

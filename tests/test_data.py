@@ -1,5 +1,4 @@
 """MNIST sources, the restricted unpickler and the toy sets."""
-import gzip
 import io
 import os
 import pickle
@@ -19,6 +18,15 @@ def test_mnist_is_the_official_split_as_uint8():
     assert x.dtype == torch.uint8 and x.max() == 255
     assert set(y.unique().tolist()) == set(range(10))
     assert y[:5].tolist() == [5, 0, 4, 1, 9]  # the first labels of the official training file
+
+
+def test_one_digit_class_is_that_class_of_mnist_and_toy_sets_have_none():
+    images, labels = load_mnist("test")
+    ones = data.load_dataset("mnist", "test", digit=1)
+    assert torch.equal(ones, images[labels == 1].unsqueeze(1)) and len(ones) == data.dataset_size("mnist", "test", 1)
+    assert data.dataset_size("mnist", "train", 1) == 6742 and data.dataset_size("mnist", "train") == 60000
+    with pytest.raises(ValueError, match="leave the digit out"):
+        data.load_dataset("moons", "train", digit=1)
 
 
 def test_unpickler_admits_numpy_arrays_but_no_other_code(tmp_path):

@@ -9,11 +9,12 @@ from streamlit.testing.v1 import AppTest
 
 import app.catalog
 import ui.sidebar
-from app import jobs
+from app import jobs, learning
 from app.catalog import CHECKPOINT_DIR, list_models
 from flow import explore
 from flow.checkpoint import load_checkpoint
 from flow.data import load_mnist, make_toy
+from flow.learning import list_snapshots
 from flow.files import ROOT
 from flow.model import build_model, prior_log_prob
 from tests.app_helpers import chart, numbers
@@ -306,10 +307,18 @@ def test_without_any_2d_model_a_short_training_is_offered_run_and_explored(monke
     at.button(key="toy_train").click().run()
     name = at.session_state["toy_run"]
     deadline = time.time() + 120
+    while not list_snapshots(jobs.get_run(name).path) and time.time() < deadline:
+        time.sleep(0.2)
+    at.run()
+    if jobs.get_run(name).active:  # almost always: it trains for about 20 s
+        assert not at.exception and "plane_chart" in {c.key for c in at.get("plotly_chart")}
+        assert any("Live: the newest snapshot" in c.value for c in at.caption) and at.get("progress")
     while jobs.get_run(name).active and time.time() < deadline:
         time.sleep(0.5)
     at.run()
     assert not at.exception and "is trained" in at.success[0].value
+    replay = chart(at, "plane_chart")  # every snapshot, played in the browser
+    assert len(replay["frames"]) == len(learning.replay_snapshots(jobs.get_run(name).path)) > 10
     at.button(key="toy_open").click().run()
     assert at.session_state["model_path"] == str(tmp_path / "runs" / name / "checkpoint.safetensors")
     assert {c.key for c in at.get("plotly_chart")} == TOY_CHARTS

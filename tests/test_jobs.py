@@ -151,6 +151,10 @@ def test_the_limit_counts_command_line_runs_and_is_a_setting(runs_root, monkeypa
     ({"threads": 0}, "Threads must be between 1"),
     ({"limit_train": 0}, "Training examples must be a whole number of at least 1, or empty"),
     ({"limit_test": 2.5}, "Test examples must be a whole number of at least 1, or empty"),
+    ({"digit": 10}, "Only this digit must be a whole number of at least 0 and at most 9, or empty"),
+    ({"digit": 3}, "the toy set moons has none: leave it empty"),
+    ({"preset": "realnvp-fast", "data": "mnist", "digit": 1, "limit_train": None, "batch_size": 7000},
+     "larger than the 6742 training examples"),  # the training 1s
 ])
 def test_bad_specs_are_refused_before_anything_starts(runs_root, change, message):
     """The form's checks are the command line's (flow.options), worded with the form's labels."""

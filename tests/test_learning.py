@@ -3,6 +3,8 @@ Train page's views of them (issue 17). Real trainings of a few steps; the pictur
 import base64
 import io
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,9 +12,13 @@ import torch
 from PIL import Image
 
 from app import learning
+from app.catalog import list_models
 from app.train_plots import block_figure, plane_figure, samples_figure, samples_gif
 from flow import explore
 from flow.checkpoint import load_checkpoint
+from flow.data import load_dataset
+from flow.evaluate import evaluate_bpd
+from flow.files import ROOT
 from flow.learning import (
     block_stats,
     default_snapshot_every,
@@ -30,6 +36,22 @@ TINY_MNIST = ["--preset", "seed-mlp", "--data", "mnist", "--limit-train", "500",
               "--batch-size", "50", "--log-every", "5", "--warmup", "5"]
 TINY_TOY = ["--preset", "toy-2d", "--data", "moons", "--limit-train", "512", "--limit-test", "256",
             "--batch-size", "64", "--log-every", "2", "--warmup", "0"]
+
+
+@pytest.mark.integration
+def test_a_one_digit_run_trains_and_is_scored_on_that_class_only(tmp_path):
+    run = tmp_path / "runs" / "ones"  # where list_models(tmp_path) looks for runs
+    train(*TINY_MNIST, "--digit", "1", "--epochs", "1", "--run-dir", str(run))
+    model = load_checkpoint(run / "checkpoint.safetensors")
+    assert model.metadata["digit"] == 1
+    scored = subprocess.run([sys.executable, "-m", "flow.evaluate", "--checkpoint", str(run / "checkpoint.safetensors"),
+                             "--limit", "100"], capture_output=True, text=True, check=True, cwd=ROOT)
+    result = json.loads(scored.stdout)
+    ones = load_dataset("mnist", "test", digit=1)[:100]
+    assert result["digit"] == 1 and result["test_bpd"] == pytest.approx(model.metadata["test_bpd"], abs=1e-4)
+    assert result["test_bpd"] == pytest.approx(evaluate_bpd(model, ones, 100, 0)[0] / 100, abs=1e-4)
+    entry = next(e for e in list_models(tmp_path) if e.name == "ones")
+    assert entry.label.endswith(" (1s)") and "(the 1s only)" in entry.details
 
 
 def pixels(picture) -> np.ndarray:
@@ -74,8 +96,8 @@ def test_every_sample_picture_is_decoded_from_the_same_latents_also_after_resume
     gif = Image.open(io.BytesIO(samples_gif(frames)))
     assert gif.n_frames == len(frames)
     figure = samples_figure(frames)
-    assert [f.name for f in figure.frames] == [f.label for f in frames]
-    assert len(figure.layout.sliders[0].steps) == len(frames)
+    assert len(figure.frames) == len(frames) and figure.layout.sliders[0].active == len(frames) - 1
+    assert [s.label for s in figure.layout.sliders[0].steps] == [f.label for f in frames]
 
 
 @pytest.mark.slow
@@ -103,7 +125,7 @@ def test_a_toy_run_snapshots_at_the_asked_rate_and_the_page_shows_each_snapshots
     replay = next(c for c in charts if len(c.get("frames", [])) == 5)
     heat = replay["frames"][-1]["data"][0]
     assert heat["type"] == "heatmap" and np.array_equal(array(heat["z"]), density.astype(np.float32))
-    assert [f["name"] for f in replay["frames"]][0].startswith("step 0 ")
+    assert replay["layout"]["sliders"][0]["steps"][0]["label"].startswith("step 0 ")
 
 
 def test_snapshots_are_off_for_images_unless_asked_and_about_forty_for_a_2d_run():
@@ -158,7 +180,8 @@ def test_the_plane_figure_replays_each_view_as_a_frame_and_keeps_the_data_still(
     still = plane_figure(views[-1:], data)
     assert not still.frames and not still.layout.sliders
     replay = plane_figure(views, data)
-    assert [f.name for f in replay.frames] == ["step 0 · epoch 0.00", "step 4 · epoch 0.50", "step 8 · epoch 1.00"]
+    assert [s.label for s in replay.layout.sliders[0].steps] == ["step 0 · epoch 0.00", "step 4 · epoch 0.50",
+                                                                 "step 8 · epoch 1.00"]
     assert all(list(f.traces) == [0, 2, 3] for f in replay.frames)  # the data (trace 1) is sent once
     assert np.array_equal(replay.frames[0].data[0].z, views[0].density)
 
