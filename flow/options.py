@@ -78,7 +78,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("limit_train", int, None, "train on the first N examples only", "Training examples", low=1),
     Option("limit_test", int, None, "evaluate on the first N test examples only", "Test examples", low=1),
     Option("digit", int, None, "MNIST only: train and test on this one class (its test bits/dim are then not "
-           "comparable with an all-digit model's); the quickest way to samples that look like digits",
+           "comparable with an all-digit model's)",
            "Only this digit", low=0, high=9),
     Option("log_every", int, 20, "steps between metrics lines", "Log every (steps)", low=1),
     Option("snapshot_every", int, None, "steps between weight snapshots (snapshots/), which the Train page replays; "

@@ -65,12 +65,6 @@ QUICK_RUNS: dict[str, tuple[dict[str, object], str]] = {  # label: (form values,
         "About 2 bits/dim, far better than seed-mlp, but the samples are black with specks and blobs: each coupling's "
         "convolutions see a 3×3 neighbourhood, so ink comes in blobs, and 280 steps are too few to join them into "
         "strokes. Scrub the samples: the same blobs grow from epoch to epoch."),
-    "realnvp-fast on the 1s only: strokes in about 3 minutes": (
-        {"preset": "realnvp-fast", "data": "mnist", "digit": 1, "epochs": 8},
-        "One class is far easier to model than ten. Within the first epoch (half a minute) the samples are specks; "
-        "by the last (8 epochs of the 6,742 training 1s, about 3 minutes) most are upright or slanted strokes: 1s. "
-        "Its test bits/dim (about 1.0, on the test 1s) cannot be compared with an all-digit model's: a 1 has "
-        "little ink. Other digits need longer: 0s after 3 minutes are still blobs with a few rings."),
 }
 
 
