@@ -57,7 +57,7 @@ def downloads(*files: tuple[str, bytes, str, str]) -> None:
 
 
 @st.fragment
-def interpolation() -> None:
+def interpolation(shown: bool) -> None:
     left, right = st.columns(2)
     with left:
         start = digit_input("from", "From", "3")
@@ -78,6 +78,8 @@ def interpolation() -> None:
                          + "\n".join(f"- **{p}**: {what}" for p, what in latent.PARTS.items()))
     if start is None or end is None:
         st.info("Choose both digits above to see the path between them.")
+        return
+    if not shown:
         return
     z = encode([start, end])
     frames, bits = decode(latent.interpolate(model, z[0], z[1], n, method, part))
@@ -101,7 +103,7 @@ def interpolation() -> None:
 
 
 @st.fragment
-def manifold() -> None:
+def manifold(shown: bool) -> None:
     # each digit's picker beside its corner of the grid: z1 and z3 on the left, z2 and z4 on the right
     left, middle, right = st.columns([1, 1.2, 1])  # sides wide enough for a picker's three sources abreast
     corners = {"m1": (left, "z₁ (top left)", "1"), "m2": (right, "z₂ (top right)", "4"),
@@ -121,7 +123,7 @@ def manifold() -> None:
                                          "divisible by 4 the grid passes through each digit.")
         if any(d is None for d in digits):
             grid.info("Choose all four digits to draw the manifold.")
-        else:
+        elif shown:
             frames, bits = decode(latent.manifold(encode(digits), n, full_turn))
             angles = (latent.manifold_angles(n, full_turn) / math.pi).tolist()
             labels = [f"a = {angles[i // n]:.2f}π · b = {angles[i % n]:.2f}π · {bits[i]:.3f} bits/dim"
@@ -136,13 +138,15 @@ def manifold() -> None:
 
 
 @st.fragment
-def samples() -> None:
+def samples(shown: bool) -> None:
     controls, picture = st.columns(2)
     with controls:
         temperature = st.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="temperature", bind=BIND)
         c1, c2 = st.columns(2)
         sample_seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="seed", bind=BIND, help="Seed of the latents z")
         n = c2.select_slider("Samples", [16, 36, 64], 64, key="n_samples", bind=BIND)
+    if not shown:
+        return
     frames, bits = decode(model.latents(n, temperature, int(sample_seed)))
     labels = [f"sample {i} · {b:.3f} bits/dim" for i, b in enumerate(bits.tolist())]
     picture.plotly_chart(latent_plots.grid_figure(frames, math.isqrt(n), labels, width=400), key="samples_grid",
@@ -157,12 +161,14 @@ def samples() -> None:
 
 
 tab_walk, tab_manifold, tab_samples = st.tabs(["Interpolate", "Manifold", "Sample"], key="tab", bind=BIND)
+# Every tab draws its controls (their values stay in the session and the URL), but only the open one decodes: a
+# class opening the page pays for one tab, and switching tabs reruns the page.
 with tab_walk:
-    interpolation()
+    interpolation(tab_walk.open)
 with tab_manifold:
-    manifold()
+    manifold(tab_manifold.open)
 with tab_samples:
-    samples()
+    samples(tab_samples.open)
 st.caption(f"**Bits/dim of a frame**: the frame as an 8-bit image, dequantized with one uniform noise draw "
            f"(seed {seed}), on the [0, 256) pixel scale: `Flow.bits_per_dim`, the number the Layer Explorer "
            "and `python -m flow.evaluate` give the same digit with the same seed"

@@ -175,9 +175,11 @@ def catalog(tmp_path, monkeypatch):
     return tmp_path
 
 
-def open_page(model_path) -> AppTest:
+def open_page(model_path, tab: str | None = None) -> AppTest:
     at = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=60)
     at.session_state["model_path"] = str(model_path)
+    if tab:
+        at.query_params["tab"] = tab
     at.switch_page("app_pages/latent.py").run()
     assert not at.exception
     return at
@@ -194,20 +196,24 @@ def test_page_renders_its_controls_and_answers_them(catalog):
     assert at.selectbox(key="from_class").value == "3" and at.selectbox(key="to_class").value == "8"
     assert at.radio(key="part").options == ["all", "coarse", "fine"]
     assert [at.selectbox(key=f"m{i}_class").value for i in range(1, 5)] == ["1", "4", "7", "0"]
-    assert {c.key for c in at.get("plotly_chart")} == {"strip", "bits_chart", "manifold_grid", "samples_grid"}
-    assert [b.proto.label for b in at.get("download_button")] == [
-        "Strip (PNG)", "Animation (GIF)", "Manifold (PNG)", "Samples (PNG)"]
+    assert at.slider(key="temperature").value == 0.7  # every tab's controls are drawn ...
+    assert {c.key for c in at.get("plotly_chart")} == {"strip", "bits_chart"}  # ... but only the open one decodes
+    assert [b.proto.label for b in at.get("download_button")] == ["Strip (PNG)", "Animation (GIF)"]
     assert len(hover_labels(at, "strip")) == 16 and "bits/dim" in hover_labels(at, "strip")[0]
-    assert len(hover_labels(at, "manifold_grid")) == 81 and len(hover_labels(at, "samples_grid")) == 64
-
     at.slider(key="frames").set_value(6)
     at.radio(key="method").set_value("linear")
-    at.radio(key="part").set_value("coarse")
+    at.radio(key="part").set_value("coarse").run()
+    assert not at.exception and len(hover_labels(at, "strip")) == 6
+
+    at = open_page(catalog / "realnvp-small.safetensors", "Manifold")
+    assert {c.key for c in at.get("plotly_chart")} == {"manifold_grid"} and len(hover_labels(at, "manifold_grid")) == 81
+    assert [b.proto.label for b in at.get("download_button")] == ["Manifold (PNG)"]
+
+    at = open_page(catalog / "realnvp-small.safetensors", "Sample")
+    assert {c.key for c in at.get("plotly_chart")} == {"samples_grid"} and len(hover_labels(at, "samples_grid")) == 64
     at.slider(key="temperature").set_value(0.0)
-    at.select_slider(key="n_samples").set_value(16)
-    at.run()
-    assert not at.exception
-    assert len(hover_labels(at, "strip")) == 6 and len(hover_labels(at, "samples_grid")) == 16
+    at.select_slider(key="n_samples").set_value(16).run()
+    assert not at.exception and len(hover_labels(at, "samples_grid")) == 16
     assert len({label.split("· ")[1] for label in hover_labels(at, "samples_grid")}) == 1  # T = 0: one sample
 
 
