@@ -134,11 +134,12 @@ def generated(path: str, version: float, source: str, _model, _z) -> explore.Ste
     return explore.generate(_model, _z)
 
 
-@st.cache_resource(max_entries=12, show_spinner="Drawing every block …")
+@st.cache_resource(max_entries=24, show_spinner="Drawing every block …")
 def animated(view: tuple, _build: Callable[[], go.Figure]) -> go.Figure:
     """One animation figure per view (model file version, input, settings, opening step), shared by every
     session: building its frames is the costly part (about 0.3 s for 25 blocks); reading it is not. A figure
-    holds about 12 MB of Python objects, hence the small size."""
+    holds about 12 MB of Python objects: 24 of them (a class of 20, each on a digit of their own) stay under
+    300 MB."""
     return _build()
 
 
