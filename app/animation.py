@@ -23,13 +23,15 @@ def animate(fig: go.Figure, frames: list[dict], start: int, prefix: str, labels:
     buttons.append({"label": "❚❚ pause", "method": "animate", "args": [[None], _jump(0)]})
     height, margin = fig.layout.height + CONTROLS, fig.layout.margin.b + CONTROLS
     plot = height - margin - fig.layout.margin.t  # px, the plotting area's height: paper y = 1
+    marks = labels or [str(k) for k in range(len(frames))]
+    side = 3 * max(map(len, marks))  # px: half the longest mark (10 px font), which is centred on its end of the rail
     fig.update_layout(
         height=height, margin={"b": margin},
         sliders=[{"active": start, "x": 0, "len": 1, "y": -30 / plot, "yanchor": "top",  # below the axis' ticks
-                  "pad": {"t": 0, "b": 0}, "currentvalue": {"prefix": prefix, "font": {"size": 13}},
-                  "font": {"size": 10}, "ticklen": 3,
+                  "pad": {"t": 0, "b": 0, "l": side, "r": side},
+                  "currentvalue": {"prefix": prefix, "font": {"size": 13}}, "font": {"size": 10}, "ticklen": 3,
                   "steps": [{"label": label, "method": "animate", "args": [[str(k)], _jump(0)]}
-                            for k, label in enumerate(labels or map(str, range(len(frames))))]}],
+                            for k, label in enumerate(marks)]}],
         updatemenus=[{"type": "buttons", "direction": "right", "showactive": False, "buttons": buttons,
                       "x": 0, "y": -(margin - 4) / plot, "xanchor": "left", "yanchor": "bottom", "pad": {"b": 0},
                       "font": {"size": 13}}])
