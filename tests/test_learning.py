@@ -3,8 +3,6 @@ Train page's views of them (issue 17). Real trainings of a few steps; the pictur
 import base64
 import io
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -17,8 +15,7 @@ from app.train_plots import block_figure, plane_figure, samples_figure, samples_
 from flow import explore
 from flow.checkpoint import load_checkpoint
 from flow.data import load_dataset
-from flow.evaluate import evaluate_bpd
-from flow.files import ROOT
+from flow.evaluate import evaluate_bpd, main as evaluate_main
 from flow.learning import (
     block_stats,
     default_snapshot_every,
@@ -39,14 +36,13 @@ TINY_TOY = ["--preset", "toy-2d", "--data", "moons", "--limit-train", "512", "--
 
 
 @pytest.mark.integration
-def test_a_one_digit_run_trains_and_is_scored_on_that_class_only(tmp_path):
+def test_a_one_digit_run_trains_and_is_scored_on_that_class_only(tmp_path, capsys):
     run = tmp_path / "runs" / "ones"  # where list_models(tmp_path) looks for runs
     train(*TINY_MNIST, "--digit", "1", "--epochs", "1", "--run-dir", str(run))
     model = load_checkpoint(run / "checkpoint.safetensors")
     assert model.metadata["digit"] == 1
-    scored = subprocess.run([sys.executable, "-m", "flow.evaluate", "--checkpoint", str(run / "checkpoint.safetensors"),
-                             "--limit", "100"], capture_output=True, text=True, check=True, cwd=ROOT)
-    result = json.loads(scored.stdout)
+    assert evaluate_main(["--checkpoint", str(run / "checkpoint.safetensors"), "--limit", "100"]) == 0
+    result = json.loads(capsys.readouterr().out)
     ones = load_dataset("mnist", "test", digit=1)[:100]
     assert result["digit"] == 1 and result["test_bpd"] == pytest.approx(model.metadata["test_bpd"], abs=1e-4)
     assert result["test_bpd"] == pytest.approx(evaluate_bpd(model, ones, 100, 0)[0] / 100, abs=1e-4)
