@@ -64,11 +64,10 @@ def _colourbar(title: str, y: float, length: float, **extra) -> dict:
     return {"title": {"text": title, "side": "right"}, "y": y, "len": length, "thickness": 12, **extra}
 
 
-def _sits(steps: Steps, i: int, position: bool = True) -> np.ndarray:
-    """Where each input pixel's dimension sits after entry i, as hover text ("z1 channel 3 at (5, 2)", or without
-    the position): one string array, which plotly serialises at once (the object array of `Steps.where` took it
-    5 times as long)."""
-    table = steps.where(i)[1]
+def _sits(table: np.ndarray, position: bool = True) -> np.ndarray:
+    """`Steps.where`'s (H, W, 4) table of where each input pixel's dimension sits, as hover text ("z1 channel 3
+    at (5, 2)", or without the position): one string array, which plotly serialises at once (the object array
+    took it 5 times as long)."""
     return np.array([f"{p} channel {c}" + (f" at ({r}, {q})" if position else "")
                      for p, c, r, q in table.reshape(-1, 4)]).reshape(table.shape[:2])
 
@@ -78,7 +77,7 @@ def block_figure(steps: Steps, i: int) -> go.Figure:
     signed values (input, t, output and change) share one diverging scale; s has its own, labelled
     with the factor exp(s) it multiplies by."""
     maps = steps.block(i)
-    where = _sits(steps, i)
+    where = _sits(steps.where(i)[1])
     pixels_in = max(i - 1, 0) in steps.pixel_entries
     signed = [maps[k] for k in ("output", "t") if k in maps] + ([] if pixels_in else [maps["input"]])
     m = _bound(maps["change"], *signed)
@@ -124,7 +123,7 @@ def layout_figure(steps: Steps, i: int) -> go.Figure:
     m = _bound(*(t for _, t in tiles))
     panels = [{"title": title, "z": t, "axis": "coloraxis"} for title, t in tiles]
     axes = {"coloraxis": {"colorscale": VALUES, "cmin": -m, "cmax": m, "colorbar": _colourbar("value", 0.78, 0.55)}}
-    hover, sits = "input pixel (%{y}, %{x}) → %{customdata}<extra></extra>", _sits(steps, i)
+    hover, sits = "input pixel (%{y}, %{x}) → %{customdata}<extra></extra>", _sits(where)
     if steps.kinds[i] == "factor-out":  # 1: leaves now as the newest z, 0: flows on as h, NaN: left earlier
         label, newest = where[..., 0], steps.parts[i][-2].label
         leaves = np.where(label == newest, 1.0, np.where(label == "h", 0.0, np.nan))
@@ -143,13 +142,19 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "×".join(map(str, shape))
 
 
+def _waterfall(dec: Decomposition, units: str) -> tuple[list[tuple[str, float]], np.ndarray, np.ndarray]:
+    """The decomposition's terms (name, value) in `units`, their values, and where each term's bar starts: the
+    sum of the terms before it, so that the bars climb to the total."""
+    terms = dec.terms(units)
+    values = np.array([v for _, v in terms])
+    return terms, values, np.concatenate([[0.0], np.cumsum(values)[:-1]])
+
+
 def decomposition_figure(dec: Decomposition, units: str, highlight: int | None) -> go.Figure:
     """A waterfall: each term moves the running total; the last bar is log p(x) (or bits/dim).
     `highlight` is the index of a block in `dec.names` (the slider's block), or None."""
-    terms = dec.terms(units)
+    terms, values, base = _waterfall(dec, units)
     offset = 1 if units != "nats" and dec.images else 0  # the 8-bit scale term comes first in bits/dim
-    values = np.array([v for _, v in terms])
-    base = np.concatenate([[0.0], np.cumsum(values)[:-1]])
     total = dec.log_prob if units == "nats" else dec.bits_per_dim
     lowers_bpd = units != "nats"  # in bits/dim a positive term is bad (a longer code)
     colours = [BAR_COLOURS[(v >= 0) != lowers_bpd] for v in values]
@@ -203,7 +208,8 @@ def _state(steps: Steps, i: int) -> tuple[dict, dict]:
     z = steps.pixels(i)
     m = _bound(z)
     scale = PIXELS if i in steps.pixel_entries else {"colorscale": VALUES, "cmin": -m, "cmax": m}
-    return {"z": z, "customdata": _sits(steps, i, position=False)}, {**scale, "colorbar": _colourbar("value", 0.5, 0.9)}
+    heat = {"z": z, "customdata": _sits(steps.where(i)[1], position=False)}
+    return heat, {**scale, "colorbar": _colourbar("value", 0.5, 0.9)}
 
 
 def state_figure(steps: Steps, i: int) -> go.Figure:
@@ -292,10 +298,8 @@ def flow_animation(steps: Steps, dec: Decomposition, units: str, captions: list[
     block, its scale s and what it changed (input layout), the values against N(0, 1), the KS distance
     block by block and the likelihood's waterfall with the block highlighted. `captions[i]` is a line of
     plain text under frame i's title."""
-    terms = dec.terms(units)
+    terms, values, base = _waterfall(dec, units)
     offset = 1 if units != "nats" and dec.images else 0
-    values = np.array([v for _, v in terms])
-    base = np.concatenate([[0.0], np.cumsum(values)[:-1]])
     bars = (["8-bit"] if offset else []) + [str(k) for k in range(1, len(steps))] + ["N(z)"]
     fig = make_subplots(rows=2, cols=3, row_heights=[0.56, 0.44], vertical_spacing=0.12, horizontal_spacing=0.06,
                         subplot_titles=["after this block (red +, blue −)", "scale s (orange: ×e^s > 1)",
@@ -382,10 +386,9 @@ def compare_animation(sides: list[tuple[str, Steps, Decomposition]], start: int 
     with that block highlighted. A frame per fraction in `FRACTIONS`, played in the browser."""
     fig = make_subplots(rows=2, cols=2, row_heights=[0.55, 0.45], vertical_spacing=0.1, horizontal_spacing=0.08,
                         subplot_titles=[name for name, _, _ in sides] + [
-                            f"{dec.bits_per_dim:.3f} bits/dim: the 8-bit scale, each block, log N(z)" for _, _, dec in sides])
-    terms = [dec.terms("bpd") for _, _, dec in sides]  # per side: (name, bits/dim) of each term, the same every frame
-    values = [np.array([v for _, v in t]) for t in terms]
-    bases = [np.concatenate([[0.0], np.cumsum(v)[:-1]]) for v in values]
+                            f"{dec.bits_per_dim:.3f} bits/dim: the 8-bit scale, each block, log N(z)"
+                            for _, _, dec in sides])
+    terms, values, bases = zip(*(_waterfall(dec, "bpd") for _, _, dec in sides))  # per side, the same every frame
 
     def dynamic(f: float) -> list[dict]:
         traces = []

@@ -285,8 +285,9 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
                    epochs=args.epochs, test_bpd=previous.get("test_bpd"), world_size=world)
         return 0
     run.status("running", epoch=start_epoch, step=step, epochs=args.epochs, world_size=world)
-    meta = {"preset": preset, "data": data_name, "digit": digit, "epochs_planned": args.epochs, "batch_size": batch_size,
-            "lr": lr, "world_size": world, "device": str(device), "hardware": dd.describe(device)}
+    meta = {"preset": preset, "data": data_name, "digit": digit, "epochs_planned": args.epochs,
+            "batch_size": batch_size, "lr": lr, "world_size": world, "device": str(device),
+            "hardware": dd.describe(device)}
     start = time.time()
 
     def elapsed() -> float:
