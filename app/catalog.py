@@ -8,6 +8,7 @@ from pathlib import Path
 
 from app.jobs import run_state, runs_root
 from flow.checkpoint import CheckpointError, verify_checkpoint
+from flow.data import class_note
 from flow.files import ROOT
 
 CHECKPOINT_DIR = ROOT / "checkpoints"  # the shipped checkpoints
@@ -47,8 +48,7 @@ class ModelEntry:
     def details(self) -> str:
         """The rest of what the catalog knows, for a caption: the whole name, preset, data, epoch, where it lives."""
         where = "shipped" if self.source == "shipped" else f"run, {self.run_state or 'unknown'}"
-        only = f" (the {self.digit}s only)" if self.digit is not None else ""
-        return f"{self.name}: {self.preset} on {self.data}{only}, epoch {self.epoch}, {where}"
+        return f"{self.name}: {self.preset} on {self.data}{class_note(self.digit)}, epoch {self.epoch}, {where}"
 
     @property
     def version(self) -> float:

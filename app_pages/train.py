@@ -21,8 +21,8 @@ if not runs and not can_act:
 if not runs:
     st.info("No runs yet: open **New run**, pick one of the **Quick runs** (each says what you will see, and why) "
             "or fill in the form yourself, and press **Launch**. toy-2d on moons shows the plane bend while it trains; "
-            "realnvp-fast reaches about 1.56 bits/dim in ten minutes on 2 CPU cores, and digit-like samples need "
-            "realnvp trained far longer (the shipped realnvp-mnist: 2.3 hours).")
+            "realnvp-res1 draws zeros within about five minutes when it learns the 0s only; digit-like samples of "
+            "every class need far longer (the shipped realnvp-mnist: 2.3 hours).")
     st.stop()
 
 st.divider()

@@ -153,6 +153,11 @@ def dataset_size(name: str, split: str, digit: int | None = None) -> int:
     return TOY_SIZE if split == "train" else TOY_SIZE // 4
 
 
+def class_note(digit: int | None) -> str:
+    """How a model trained with `digit` names its data after the data set's name: " (the 1s only)", or ""."""
+    return "" if digit is None else f" (the {digit}s only)"
+
+
 def load_dataset(name: str, split: str, toy_size: int = TOY_SIZE, digit: int | None = None) -> Tensor:
     """The examples of a data set as the model takes them: uint8 (N, 1, 28, 28) or float (N, 2); with `digit`,
     MNIST's examples of that class only (ValueError for a toy set, which has no classes)."""

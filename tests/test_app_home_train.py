@@ -9,6 +9,7 @@ from app import jobs
 from flow.checkpoint import save_checkpoint
 from flow.model import build_model
 from tests.app_helpers import app, fill, texts
+from ui.training import FORM_START, QUICK_RUNS
 
 pytestmark = pytest.mark.integration  # the real app under AppTest, real trainer processes
 
@@ -130,3 +131,12 @@ def test_a_quick_run_fills_in_the_form_and_says_what_the_student_will_see(runs_r
     at.selectbox(key="quick_run").set_value(toy).run()  # a field the toy run leaves out goes back to the start
     assert at.selectbox(key="f_preset").value == "toy-2d" and at.number_input(key="f_limit_train").value is None
     assert not at.warning and not at.exception  # no "set via the Session State API" warning
+    zeros = next(q for q in at.selectbox(key="quick_run").options if q.startswith("realnvp-res1"))
+    at.selectbox(key="quick_run").set_value(zeros).run()
+    assert "round zeros" in texts(at.info) and "7×7" in texts(at.info)
+    assert (at.selectbox(key="f_preset").value, at.number_input(key="f_digit").value) == ("realnvp-res1", 0)
+
+
+def test_every_quick_run_can_launch_as_it_stands(runs_root):
+    for label, (values, _) in QUICK_RUNS.items():
+        assert jobs.validate(jobs.RunSpec(**{**FORM_START, **values}), runs_root) == [], label

@@ -21,6 +21,7 @@ SMALL = {
     "seed-mlp": {"shape": (1, 4, 4), "hidden": (8, 8)},
     "realnvp": {"shape": (1, 8, 8), "width": 8, "res_blocks": 1},
     "realnvp-fast": {"shape": (1, 8, 8), "width": 8},
+    "realnvp-res1": {"shape": (1, 8, 8), "width": 8},
     "toy-2d": {"hidden": (16, 16)},
 }
 

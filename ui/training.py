@@ -12,7 +12,7 @@ import streamlit as st
 from app import jobs, learning
 from app.train_plots import block_figure, nll_figure, plane_figure, samples_figure, samples_gif
 from flow.checkpoint import CheckpointError, read_header
-from flow.data import DATASETS, make_toy
+from flow.data import DATASETS, class_note, make_toy
 from flow.model import IMAGE_PRESETS, PRESETS, Flow
 from ui.classroom import may_control, refuse
 
@@ -64,7 +64,14 @@ QUICK_RUNS: dict[str, tuple[dict[str, object], str]] = {  # label: (form values,
         {"preset": "realnvp-fast", "data": "mnist", "epochs": 3, "limit_train": 3000},
         "About 2 bits/dim, far better than seed-mlp, but the samples are black with specks and blobs: each coupling's "
         "convolutions see a 3×3 neighbourhood, so ink comes in blobs, and 280 steps are too few to join them into "
-        "strokes. Scrub the samples: the same blobs grow from epoch to epoch."),
+        "strokes. Scrub the samples: the same blobs grow from epoch to epoch. Compare realnvp-res1 on the 0s below."),
+    "realnvp-res1 on the 0s, 4 epochs: zeros form (about 5 minutes)": (
+        {"preset": "realnvp-res1", "data": "mnist", "epochs": 4, "digit": 0},
+        "Scrub the samples: after epoch 1 specks and blobs, after epoch 2 broken rings, after epochs 3 and 4 round "
+        "zeros (a few open, like a C). Two things make it quick: one class is a far simpler density than ten, and "
+        "each coupling's residual block sees a 7×7 neighbourhood, so ink joins into strokes. Its bits/dim (about "
+        "2, scored on the test 0s) are higher than an all-digit model's although its samples are better: a 0 has "
+        "more ink to describe than the average digit."),
 }
 
 
@@ -199,8 +206,7 @@ def run_actions(run: jobs.Run) -> None:
 
 def _details(run: jobs.Run) -> str:
     job = run.job
-    only = f" (the {job['digit']}s only)" if job and job.get("digit") is not None else ""
-    parts = [f"{run.preset} on {_data_label(run.data)}{only}", f"checkpoint: epoch {run.checkpoint_epoch}"
+    parts = [f"{run.preset} on {_data_label(run.data)}{class_note((job or {}).get('digit'))}", f"checkpoint: epoch {run.checkpoint_epoch}"
              if run.checkpoint_epoch is not None else "no checkpoint yet"]
     if run.test_bpd is not None:
         parts.append(f"test {run.test_bpd:.3f} bits/dim")
@@ -210,6 +216,13 @@ def _details(run: jobs.Run) -> str:
     if run.pid:
         parts.append(f"pid {run.pid}")
     return " · ".join(parts)
+
+
+def _progress_bar(run: jobs.Run, metrics: pd.DataFrame, prefix: str = "") -> None:
+    """The run's progress (epoch, step, speed, time left); before its first metrics line, its message."""
+    done = jobs.progress(run, metrics)
+    if done or prefix:
+        st.progress(done.fraction if done else 0.0, text=prefix + (done.text if done else run.message or ""))
 
 
 def live_view(run: jobs.Run, unit: str) -> None:
@@ -235,9 +248,7 @@ def live_view(run: jobs.Run, unit: str) -> None:
         elif now.message:
             st.caption(now.message)
         metrics = jobs.read_metrics(now.path)
-        prog = jobs.progress(now, metrics)
-        if prog:
-            st.progress(prog.fraction, text=prog.text)
+        _progress_bar(now, metrics)
         left, right = st.columns([3, 2])
         with left:
             if metrics.empty:
@@ -313,9 +324,7 @@ def plane(run: jobs.Run, progress: bool = False) -> None:
         if now.active != run.active:
             st.rerun()  # it ended: the whole page again, which also stops this timer and offers the replay
         if progress and now.active:
-            done = jobs.progress(now, jobs.read_metrics(now.path))
-            st.progress(done.fraction if done else 0.0,
-                        text=f"Training {now.name}: " + (done.text if done else now.message))
+            _progress_bar(now, jobs.read_metrics(now.path), f"Training {now.name}: ")
         try:
             views = _views(run)
         except (CheckpointError, OSError) as e:
