@@ -1,6 +1,6 @@
 """How good a model gets in a fixed wall-clock budget on this machine.
 
-    python bench/train_budget.py [--preset realnvp-fast] [--seconds 600] [--procs N] [train options]
+    python bench/train_budget.py [--preset realnvp-res1] [--seconds 600] [--procs N] [train options]
 
 Trains from scratch with `flow.train --time-limit S` (the cosine learning-rate schedule is stretched
 over the budget), then measures the final checkpoint on the full 10k MNIST test set with
@@ -26,7 +26,7 @@ from flow.files import ROOT
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="realnvp-fast")
+    p.add_argument("--preset", default="realnvp-res1")
     p.add_argument("--seconds", type=float, default=600)
     p.add_argument("--procs", type=int, default=1, help="training processes (DDP, one thread each)")
     p.add_argument("--keep", type=Path, default=None, help="copy the final checkpoint here")

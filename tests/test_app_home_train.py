@@ -133,7 +133,7 @@ def test_a_quick_run_fills_in_the_form_and_says_what_the_student_will_see(runs_r
     assert not at.warning and not at.exception  # no "set via the Session State API" warning
     zeros = next(q for q in at.selectbox(key="quick_run").options if q.startswith("realnvp-res1"))
     at.selectbox(key="quick_run").set_value(zeros).run()
-    assert "round zeros" in texts(at.info) and "7×7" in texts(at.info)
+    assert "closed rings" in texts(at.info) and "7×7" in texts(at.info)
     assert (at.selectbox(key="f_preset").value, at.number_input(key="f_digit").value) == ("realnvp-res1", 0)
 
 
