@@ -37,8 +37,9 @@ def _show_refusal(e: jobs.JobError) -> None:
 
 
 FORM_START = {"epochs": 3, "log_every": 10}  # where the form starts: a short run, a dense live chart
-PLACEHOLDER = {"batch_size": "preset's", "lr": "preset's", "limit_train": "all", "limit_test": "all", "digit": "all",
-               "snapshot_every": "2-D: about 40 a run"}
+# short enough for a 1024-px projector's four columns; each field's help says what empty means
+PLACEHOLDER = {"batch_size": "auto", "lr": "auto", "limit_train": "all", "limit_test": "all", "digit": "all",
+               "snapshot_every": "auto"}
 STEP = {"lr": 1e-4, "limit_train": 1000, "limit_test": 1000}
 
 
@@ -114,8 +115,9 @@ def _form() -> tuple[dict[str, object], bool]:
                                      help="\n".join(f"- **{k}**: {p.summary}" for k, p in PRESETS.items())),
             "data": c[1].selectbox("Data set", DATASETS, key="f_data", format_func=_data_label,
                                    help=f"{', '.join(IMAGE_PRESETS)} model MNIST; toy-2d models the 2-D sets."),
-            "name": c[2].text_input("Run name", key="f_name", placeholder="empty: preset-data-date-time",
-                                    help="Names the folder checkpoints/runs/<name>.").strip(),
+            "name": c[2].text_input("Run name", key="f_name", placeholder="automatic",
+                                    help="Names the folder checkpoints/runs/<name>. Empty: "
+                                         "preset-data-date-time.").strip(),
         }
         numbers = [o for o in jobs.FORM_OPTIONS if not o.choices]
         for i, o in enumerate(numbers):

@@ -63,18 +63,7 @@ def open_drawn(page, server, path: str, title: str, size: tuple[int, int]) -> No
     page.wait_for_function(DRAWN)
 
 
-KNOWN = {  # cut text drawn by pages outside this layout work, reported to their authors
-    "train": "ui/training.py: the New-run form's placeholders 'empty: preset-data-date-time', \"preset's\" "
-             "(Batch size, Learning rate) and '2-D: about 40 a run' are cut at 1024 (the last also at 1280)",
-}
-
-
-def case(path: str, title: str):
-    marks = [pytest.mark.xfail(reason=KNOWN[path], strict=False)] if path in KNOWN else []
-    return pytest.param(path, title, marks=marks, id=path or "home")
-
-
-@pytest.mark.parametrize("path, title", [case(p, t) for p, t in PAGES])
+@pytest.mark.parametrize("path, title", PAGES, ids=[p or "home" for p, _ in PAGES])
 def test_no_text_is_cut_on_a_projector(server, page, path, title):
     """Each page once, then every projector size in turn (the layout reflows in the browser: no new run)."""
     cut = []
