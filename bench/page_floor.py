@@ -19,9 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from classroom_load import (CHROMIUM, CHROMIUM_ARGS, TARGET_P95_S, VIEWPORT, Sampler, Server,  # noqa: E402
-                            free_port, machine, quantile)
+from classroom_load import (CHROMIUM, CHROMIUM_ARGS, TARGET_P95_S, VIEWPORT, Sampler, Server, free_port, machine,
+                            quantile)  # bench/ is sys.path[0] when this file runs as a script
 
 APP = 'import streamlit as st\n\nst.title("Floor")\nst.write("One line: no model, no chart.")\n'
 READY = ("() => document.querySelector('[data-testid=stApp]')?.getAttribute('data-test-script-state') === "

@@ -179,7 +179,7 @@ def run_actions(run: jobs.Run) -> None:
     if not may_control():
         _forget_delete()
         return
-    c = st.columns([1, 1, 1, 4])
+    c = st.columns([1, 1, 2])  # wide enough for "▶️ Resume ⌄" on a 1024-px projector
     try:
         if run.active:
             if c[0].button("Stop", icon="⏹️", key="stop", disabled=run.state == "stopping",
