@@ -106,6 +106,7 @@ class Preset:
     lr: float
     batch_size: int
     summary: str
+    beta2: float = 0.999  # Adam's second-moment decay (the paper's Adam: 0.999)
 
 
 PRESETS: dict[str, Preset] = {

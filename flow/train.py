@@ -144,14 +144,16 @@ def override(text: str) -> tuple[str, object]:
 
 
 def lr_factor(progress: float, step: int, warmup: int, schedule: str) -> float:
-    """Linear warm-up over `warmup` steps, then constant or cosine decay to 0 at progress 1."""
+    """Linear warm-up over `warmup` steps, then constant, or cosine or linear decay to 0 at progress 1."""
     warm = min(1.0, (step + 1) / warmup) if warmup else 1.0
-    decay = 0.5 * (1 + math.cos(math.pi * min(progress, 1.0))) if schedule == "cosine" else 1.0
+    progress = min(progress, 1.0)
+    decay = {"cosine": 0.5 * (1 + math.cos(math.pi * progress)), "linear": 1.0 - progress}.get(schedule, 1.0)
     return warm * decay
 
 
 def build_parser() -> argparse.ArgumentParser:
-    presets = "\n".join(f"  {name:12s} {p.summary} (batch {p.batch_size}, lr {p.lr:g})" for name, p in PRESETS.items())
+    presets = "\n".join(f"  {name:12s} {p.summary} (batch {p.batch_size}, lr {p.lr:g}, beta2 {p.beta2:g})"
+                         for name, p in PRESETS.items())
     p = argparse.ArgumentParser(prog="python -m flow.train", description=__doc__ + "\npresets:\n" + presets,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)  # the options the app's New-run form offers too (flow.options)
@@ -238,6 +240,7 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
     tuned = PRESETS.get(preset)  # a resumed run keeps its own settings; a preset's are the defaults
     batch_size = args.batch_size or previous.get("batch_size") or tuned.batch_size
     lr = args.lr if args.lr is not None else previous.get("lr") or tuned.lr
+    beta2 = args.beta2 or previous.get("beta2") or tuned.beta2
 
     digit = args.digit if args.digit is not None else previous.get("digit")
     train_x, test_x = load_data(data_name, args.limit_train, args.limit_test, digit)
@@ -256,13 +259,16 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
             raise RunError(f"ActNorm's initialisation from the first training examples left {problem}: "
                            "the data contains NaN or infinity.")
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=args.weight_decay, foreach=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, beta2), weight_decay=args.weight_decay,
+                                 foreach=True)
     if args.resume and run.state.exists():
         try:
             state = torch.load(run.state, map_location=device, weights_only=True)
             if state["epoch"] != start_epoch or state["step"] != step:
                 raise ValueError("it is from another epoch")
             optimizer.load_state_dict(state["optimizer"])
+            for group in optimizer.param_groups:  # the saved groups hold the settings they were saved with
+                group.update(betas=(0.9, beta2), weight_decay=args.weight_decay)
         except (OSError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as e:
             print(f"warning: the optimizer state in {run.state} is not usable ({e}); starting it afresh",
                   file=sys.stderr)
@@ -286,7 +292,7 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
         return 0
     run.status("running", epoch=start_epoch, step=step, epochs=args.epochs, world_size=world)
     meta = {"preset": preset, "data": data_name, "digit": digit, "epochs_planned": args.epochs,
-            "batch_size": batch_size, "lr": lr, "world_size": world, "device": str(device),
+            "batch_size": batch_size, "lr": lr, "beta2": beta2, "world_size": world, "device": str(device),
             "hardware": dd.describe(device)}
     start = time.time()
 

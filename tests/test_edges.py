@@ -255,6 +255,8 @@ TRAIN_ERRORS = [
     (["--log-every", "0"], "argument --log-every: must be"),
     (["--warmup", "-1"], "argument --warmup: must be"),
     (["--weight-decay", "-1"], "argument --weight-decay: must be"),
+    (["--beta2", "1"], "argument --beta2: must be a number above 0 and at most 0.9999"),
+    (["--schedule", "step"], "argument --schedule: must be one of cosine, linear, constant"),
     (["--grad-clip", "inf"], "argument --grad-clip: must be"),
     (["--time-limit", "0"], "argument --time-limit: must be a number above 0"),
     (["--max-steps", "0"], "argument --max-steps: must be"),

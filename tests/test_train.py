@@ -10,6 +10,7 @@ import torch
 
 from flow.checkpoint import load_checkpoint
 from flow.files import ROOT
+from flow.train import lr_factor
 from tests.helpers import ENV, metrics, train
 
 MNIST_SMALL = ["--preset", "seed-mlp", "--data", "mnist", "--limit-train", "3000", "--limit-test", "500",
@@ -43,16 +44,21 @@ def test_short_mnist_training_lowers_test_bpd_and_evaluate_agrees(tmp_path):
 def test_resume_continues_from_the_saved_epoch_with_optimizer_state(tmp_path):
     run = tmp_path / "run"
     args = ["--preset", "toy-2d", "--data", "moons", "--run-dir", str(run)]
-    train(*args, "--epochs", "1")
+    train(*args, "--epochs", "1", "--beta2", "0.95")
     first = load_checkpoint(run / "checkpoint.safetensors").metadata
     state = torch.load(run / "train_state.pt", weights_only=True)
     assert state["epoch"] == 1 and state["optimizer"]["state"]
-    train(*args, "--epochs", "2", "--resume")
+    assert first["beta2"] == 0.95 and state["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.95)
+    train(*args, "--epochs", "2", "--resume")  # keeps the run's beta2
     second = load_checkpoint(run / "checkpoint.safetensors").metadata
+    assert second["beta2"] == 0.95
+    train(*args, "--epochs", "3", "--resume", "--beta2", "0.99")  # a new one wins over the saved optimizer's
+    state = torch.load(run / "train_state.pt", weights_only=True)
+    assert state["optimizer"]["param_groups"][0]["betas"] == (0.9, 0.99)
     assert (first["epoch"], second["epoch"]) == (1, 2)
     assert second["step"] == 2 * first["step"]
     epochs = [m for m in metrics(run) if m["kind"] == "epoch"]
-    assert [round(m["epoch"]) for m in epochs] == [1, 2]
+    assert [round(m["epoch"]) for m in epochs] == [1, 2, 3]
 
 
 @pytest.mark.slow
@@ -107,3 +113,16 @@ def test_bad_arguments_are_refused(tmp_path):
     assert proc.returncode != 0 and "--epochs" in proc.stderr
     proc = train("--help")
     assert all(p in proc.stdout for p in ("seed-mlp", "realnvp", "toy-2d"))
+
+
+@pytest.mark.parametrize("schedule, expected", [
+    ("constant", [0.25, 1.0, 1.0, 1.0, 1.0]),
+    ("cosine", [0.25, 1.0, 0.5, 0.0, 0.0]),  # half way: cos(pi / 2) -> 0.5
+    ("linear", [0.25, 1.0, 0.5, 0.0, 0.0]),
+])
+def test_learning_rate_warms_up_then_follows_its_schedule(schedule, expected):
+    # (progress, step) after 0 and 3 of 4 warm-up steps, half way, at the end, past it (a time limit overrun)
+    points = [(0.0, 0), (0.0, 3), (0.5, 100), (1.0, 200), (1.2, 240)]
+    assert [lr_factor(p, s, 4, schedule) for p, s in points] == pytest.approx(expected)
+    if schedule != "constant":  # the two decays part ways elsewhere: cosine stays higher early, lower late
+        assert lr_factor(0.25, 50, 4, schedule) == pytest.approx(0.75 if schedule == "linear" else 0.8536, abs=1e-4)
