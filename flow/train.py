@@ -259,8 +259,8 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
             raise RunError(f"ActNorm's initialisation from the first training examples left {problem}: "
                            "the data contains NaN or infinity.")
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, beta2), weight_decay=args.weight_decay,
-                                 foreach=True)
+    settings = {"betas": (0.9, beta2), "weight_decay": args.weight_decay}
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=True, **settings)
     if args.resume and run.state.exists():
         try:
             state = torch.load(run.state, map_location=device, weights_only=True)
@@ -268,7 +268,7 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
                 raise ValueError("it is from another epoch")
             optimizer.load_state_dict(state["optimizer"])
             for group in optimizer.param_groups:  # the saved groups hold the settings they were saved with
-                group.update(betas=(0.9, beta2), weight_decay=args.weight_decay)
+                group.update(settings)
         except (OSError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as e:
             print(f"warning: the optimizer state in {run.state} is not usable ({e}); starting it afresh",
                   file=sys.stderr)

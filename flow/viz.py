@@ -21,6 +21,7 @@ from flow.model import Flow
 from flow.run_protocol import EXIT_REFUSED
 
 PAD = 2  # pixels between the images of a grid
+LABEL_HEIGHT, GAP = 40, 40  # side_by_side: pixels above each grid for its label, and between the grids
 
 
 def image_grid(images: Tensor, nrow: int = 8, scale: int = 1) -> Image.Image:
@@ -66,13 +67,13 @@ def side_by_side(models: list[Flow], labels: list[str], n: int = 64, temperature
         raise ValueError(f"the models must be image models of one shape to share latents (got {sorted(shapes)})")
     z = models[0].latents(n, temperature, seed)
     grids = [samples_picture(m, z, scale) for m in models]
-    font, top, gap = ImageFont.load_default(size=16), 40, 40
-    out = Image.new("L", (sum(g.width for g in grids) + gap * (len(grids) - 1), top + grids[0].height), 255)
+    font = ImageFont.load_default(size=16)
+    out = Image.new("L", (sum(g.width for g in grids) + GAP * (len(grids) - 1), LABEL_HEIGHT + grids[0].height), 255)
     draw = ImageDraw.Draw(out)
     for i, (g, label) in enumerate(zip(grids, labels)):
-        x = i * (g.width + gap)
+        x = i * (g.width + GAP)
         draw.text((x + 6, 10), label, fill=0, font=font)
-        out.paste(g, (x, top))
+        out.paste(g, (x, LABEL_HEIGHT))
     return out
 
 

@@ -5,12 +5,12 @@ import sys
 import numpy as np
 from PIL import Image
 
+from app.catalog import CHECKPOINT_DIR
 from flow.checkpoint import load_checkpoint
 from flow.files import ROOT
-from flow.viz import model_label, samples_picture, side_by_side
+from flow.viz import GAP, LABEL_HEIGHT, model_label, samples_picture, side_by_side
 from tests.helpers import ENV
 
-CHECKPOINT_DIR = ROOT / "checkpoints"
 SHIPPED = [CHECKPOINT_DIR / "realnvp-mnist.safetensors", CHECKPOINT_DIR / "seed-mlp-mnist.safetensors"]
 
 
@@ -22,9 +22,9 @@ def test_each_panel_is_that_model_decoding_the_same_latents():
     assert panels[0].tobytes() != panels[1].tobytes()  # two models, two pictures
     out = np.asarray(img)
     for i, panel in enumerate(panels):
-        x = i * (panel.width + 40)
-        assert np.array_equal(out[40:, x:x + panel.width], np.asarray(panel))
-    assert img.size == (2 * panels[0].width + 40, 40 + panels[0].height)
+        x = i * (panel.width + GAP)
+        assert np.array_equal(out[LABEL_HEIGHT:, x:x + panel.width], np.asarray(panel))
+    assert img.size == (2 * panels[0].width + GAP, LABEL_HEIGHT + panels[0].height)
 
 
 def test_the_command_writes_a_labelled_png_and_refuses_what_shares_no_latents(tmp_path):
