@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import platform
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
@@ -42,7 +44,31 @@ def describe(device: torch.device) -> str:
     """The hardware a run trains on, for checkpoint metadata and model cards."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"{device.type}: {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+    return f"{device.type}: {cpu_model()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads"
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows: hosts of one kind differ."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def bf16_problem(device: torch.device) -> str | None:
+    """Why bf16 autocast would not pay on this device (None where it does): a CUDA GPU without bf16, or a CPU
+    without native bf16 arithmetic (AVX-512 BF16 or AMX), where oneDNN emulates it slower than float32."""
+    if device.type == "cuda":
+        ok = torch.cuda.is_bf16_supported()
+    elif device.type == "cpu":
+        ok = torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    else:
+        ok = False
+    return None if ok else (f"--bf16: this {device.type} has no native bf16 arithmetic (on a CPU: AVX-512 BF16 or "
+                            "AMX), so it would train slower than float32: leave out --bf16")
 
 
 def setup(device: torch.device) -> tuple[int, int]:

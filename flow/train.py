@@ -162,7 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", type=override, action="append", default=[], metavar="FIELD=VALUE",
                    help="override an architecture field of the preset, e.g. --set width=32")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
-    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the s/t networks (CUDA)")
+    p.add_argument("--bf16", action="store_true",
+                   help="bf16 autocast for the s/t networks' convolutions (a CUDA GPU, or a CPU with AVX-512 BF16 "
+                        "or AMX); the couplings, log-dets and the loss stay float32")
     p.add_argument("--index-log", action="store_true",
                    help="append the example indices each process trains on to indices.rankN.txt (for checks)")
     return p
@@ -175,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     run = RunFolder(run_dir, writer=int(os.environ.get("RANK", 0)) == 0)  # torchrun's rank, before setup
     try:
         device = dd.pick_device(args.device)
+        if args.bf16 and (problem := dd.bf16_problem(device)):
+            raise RunError(problem)
         rank, world = dd.setup(device)
         return train(args, run, stopper, device, rank, world)
     except (RunError, dd.DeviceError) as e:
@@ -293,6 +297,7 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
     run.status("running", epoch=start_epoch, step=step, epochs=args.epochs, world_size=world)
     meta = {"preset": preset, "data": data_name, "digit": digit, "epochs_planned": args.epochs,
             "batch_size": batch_size, "lr": lr, "beta2": beta2, "world_size": world, "device": str(device),
+            "precision": "bf16 autocast" if args.bf16 else "float32",
             "hardware": dd.describe(device)}
     start = time.time()
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from flow.checkpoint import load_checkpoint
+from flow.distributed import bf16_problem
 from flow.files import ROOT
 from flow.train import lr_factor
 from tests.helpers import ENV, metrics, train
@@ -102,6 +103,20 @@ def test_sigterm_stops_after_the_current_step_and_saves(tmp_path):
     assert resumed["epoch"] == status["epoch"] + 1
     assert resumed["step"] == (status["epoch"] + 1) * (20000 // 256)
     assert resumed["preset"] == "toy-2d" and resumed["data"] == "moons"
+
+
+@pytest.mark.slow
+def test_bf16_training_is_recorded_or_refused_where_the_cpu_would_emulate_it(tmp_path):
+    run = tmp_path / "run"
+    proc = train(*MNIST_SMALL, "--epochs", "1", "--bf16", "--device", "cpu", "--run-dir", str(run), check=False)
+    problem = bf16_problem(torch.device("cpu"))
+    if problem:  # an honest refusal: emulated bf16 is slower than float32
+        assert proc.returncode != 0 and proc.stderr.strip().splitlines()[-1] == f"error: {problem}"
+        return
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    model = load_checkpoint(run / "checkpoint.safetensors")
+    assert model.metadata["precision"] == "bf16 autocast" and model.metadata["test_bpd"] < 9.0
+    assert all(p.dtype == torch.float32 for p in model.parameters())  # autocast keeps float32 weights
 
 
 @pytest.mark.integration

@@ -22,6 +22,7 @@ SMALL = {
     "realnvp": {"shape": (1, 8, 8), "width": 8, "res_blocks": 1},
     "realnvp-fast": {"shape": (1, 8, 8), "width": 8},
     "realnvp-res1": {"shape": (1, 8, 8), "width": 8},
+    "realnvp-res1-w64": {"shape": (1, 8, 8), "width": 8},
     "toy-2d": {"hidden": (16, 16)},
 }
 
