@@ -124,8 +124,7 @@ PRESETS: dict[str, Preset] = {
     "realnvp-res1-w64": Preset(FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, couplings_per_half=6,
                                           final_couplings=8, width=64, res_blocks=1, head_kernel=1),
                                lr=6e-3, batch_size=64,
-                               summary="realnvp-res1 at width 64 (3.7x the parameters) for long runs; "
-                                       "train it with --bf16 where the CPU has AMX"),
+                               summary="realnvp-res1 at width 64: 3.7x the parameters, for runs of hours"),
     "toy-2d": Preset(FlowConfig(shape=(2,), coupling="mlp", preprocess=False, n_blocks=8, hidden=(64, 64)),
                      lr=1e-3, batch_size=256, summary="8 MLP couplings with ActNorm for 2-D toy data"),
 }
