@@ -8,7 +8,7 @@ over the budget), then measures the final checkpoint on the full 10k MNIST test 
 With --procs N > 1 the run is data-parallel (`torchrun --nproc_per_node N`, one thread each, batch
 per process): more images/s, but fewer optimizer steps per image (bench/README.md has both measured).
 --precision auto (the default) trains with `--bf16` where the CPU has native bf16 (AVX-512 BF16 or AMX:
-38% more steps per second for realnvp-res1, and a lower figure, in bench/README.md), else in float32.
+35% more images/s for realnvp-res1 on one thread, and a lower figure, in bench/README.md), else in float32.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor, nn
@@ -109,21 +109,19 @@ class Preset:
     beta2: float = 0.999  # Adam's second-moment decay (the paper's Adam: 0.999)
 
 
+# realnvp-fast's layout (6 / 6 couplings at the first scale, 8 at the last, 1x1 heads), which the next two vary
+_FAST_LAYOUT = FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, couplings_per_half=6, final_couplings=8,
+                          width=32, res_blocks=0, head_kernel=1)
 PRESETS: dict[str, Preset] = {
     "seed-mlp": Preset(FlowConfig(coupling="mlp", actnorm=False, n_blocks=4, hidden=(64, 128, 128, 64)),
                        lr=1e-3, batch_size=64, summary="the seed design: 4 half-split MLP couplings on the flat image"),
     "realnvp": Preset(FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, width=32, res_blocks=2),
                       lr=1e-3, batch_size=64, summary="the paper's multi-scale conv Real NVP, sized for 2 CPU cores"),
-    "realnvp-fast": Preset(FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, couplings_per_half=6,
-                                      final_couplings=8, width=32, res_blocks=0, head_kernel=1),
-                           lr=1.5e-2, batch_size=32, summary="twice the couplings, each one conv layer and a 1x1 head"),
-    "realnvp-res1": Preset(FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, couplings_per_half=6,
-                                      final_couplings=8, width=32, res_blocks=1, head_kernel=1),
-                           lr=1.5e-2, batch_size=32,
+    "realnvp-fast": Preset(_FAST_LAYOUT, lr=1.5e-2, batch_size=32,
+                           summary="twice the couplings, each one conv layer and a 1x1 head"),
+    "realnvp-res1": Preset(replace(_FAST_LAYOUT, res_blocks=1), lr=1.5e-2, batch_size=32,
                            summary="realnvp-fast with one residual block per coupling: a 7x7 view, strokes sooner"),
-    "realnvp-res1-w64": Preset(FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, couplings_per_half=6,
-                                          final_couplings=8, width=64, res_blocks=1, head_kernel=1),
-                               lr=6e-3, batch_size=64,
+    "realnvp-res1-w64": Preset(replace(_FAST_LAYOUT, res_blocks=1, width=64), lr=6e-3, batch_size=64,
                                summary="realnvp-res1 at width 64: 3.7x the parameters, for runs of hours"),
     "toy-2d": Preset(FlowConfig(shape=(2,), coupling="mlp", preprocess=False, n_blocks=8, hidden=(64, 64)),
                      lr=1e-3, batch_size=256, summary="8 MLP couplings with ActNorm for 2-D toy data"),
