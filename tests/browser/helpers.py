@@ -35,6 +35,12 @@ def settle(page, timeout: float = 120_000) -> None:
     assert errors.count() == 0, errors.first.inner_text()
 
 
+def choose(page, key: str, option: str) -> None:
+    """Pick `option` in the selectbox with widget key `key`."""
+    page.locator(f".st-key-{key}").get_by_role("combobox").click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
 def open_page(page, server, path: str, title: str):
     """Go to a page by its URL, as a bookmark or a shared link would, and wait until it is drawn."""
     page.goto(f"{server.url}/{path}")

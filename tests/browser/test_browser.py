@@ -6,7 +6,7 @@ import socket
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import open_page, own_addresses, screenshot, settle
+from tests.browser.helpers import choose, open_page, own_addresses, screenshot, settle
 
 PAGES = [("", "Real NVP Explorer", "home"), ("train", "Train", "train"),
          ("explorer", "Layer Explorer", "explorer"), ("latent", "Latent Playground", "latent")]
@@ -17,11 +17,6 @@ def chart(key: str, expression: str) -> str:
     while it is not drawn. The current drawing, not the stale copy Streamlit may keep while it reruns."""
     return (f"() => {{ const d = document.querySelector('.st-key-{key}:not([data-stale=\"true\"]) .js-plotly-plot');"
             f" return d && d.data ? {expression} : null; }}")
-
-
-def choose(page, key: str, option: str) -> None:
-    page.locator(f".st-key-{key}").get_by_role("combobox").click()
-    page.get_by_role("option", name=option, exact=True).click()
 
 
 @pytest.mark.parametrize("path, title, shot", PAGES)

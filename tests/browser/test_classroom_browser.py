@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from flow.checkpoint import save_checkpoint
 from flow.model import build_model
-from tests.browser.helpers import TEACHER_KEY, open_page, screenshot, settle
+from tests.browser.helpers import TEACHER_KEY, choose, open_page, screenshot, settle
 
 
 def _finished_run(root, name: str) -> None:
@@ -60,10 +60,8 @@ def test_a_student_cannot_launch_stop_or_delete_and_can_with_the_teacher_key(cla
     _enter_key(teacher, TEACHER_KEY)
     expect(teacher.get_by_text("Teacher key accepted")).to_be_visible()
     teacher.get_by_text("New run").click()
-    teacher.locator(".st-key-f_preset").get_by_role("combobox").click()
-    teacher.get_by_role("option", name="toy-2d", exact=True).click()
-    teacher.locator(".st-key-f_data").get_by_role("combobox").click()
-    teacher.get_by_role("option", name="moons (2-D)", exact=True).click()
+    choose(teacher, "f_preset", "toy-2d")
+    choose(teacher, "f_data", "moons (2-D)")
     for key, value in {"f_name": "demo", "f_epochs": 1000, "f_batch_size": 64, "f_limit_train": 512,
                        "f_limit_test": 256}.items():
         teacher.locator(f".st-key-{key} input").fill(str(value))

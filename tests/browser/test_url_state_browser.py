@@ -5,14 +5,18 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.browser.helpers import open_page, settle
+from flow.data import load_mnist
+from tests.browser.helpers import choose, open_page, settle
 
 WAIT = 60_000  # ms: a rerun may redraw a widget meanwhile (and a model may still be loading)
 
 
-def choose(page, key: str, option: str) -> None:
-    page.locator(f".st-key-{key}").get_by_role("combobox").click()
-    page.get_by_role("option", name=option, exact=True).click()
+def choose_class(page, picker: str, digit: int) -> None:
+    """Pick a test-digit class and wait until its rerun has drawn the index box for that class. The class's
+    on_change resets the index: typed before that rerun ends, the index would be sent with it and reset."""
+    choose(page, f"{picker}_class", str(digit))
+    count = int((load_mnist("test")[1] == digit).sum())
+    expect(page.locator(f".st-key-{picker}_index")).to_contain_text(f"of {count})", timeout=WAIT)
     settle(page)
 
 
@@ -43,7 +47,7 @@ def explorer_view(page) -> None:
 
 def test_an_explorer_view_survives_a_reload_and_opens_from_its_link(server, new_page):
     page = open_page(new_page(), server, "explorer", "Layer Explorer")
-    choose(page, "explorer_class", "3")
+    choose_class(page, "explorer", 3)
     type_number(page, "explorer_index", 5)
     page.locator(".st-key-trace_mode").get_by_text("without dequantization noise", exact=False).click()
     settle(page)
@@ -89,7 +93,7 @@ def latent_view(page) -> None:
 
 def test_a_latent_view_survives_a_reload_and_opens_from_its_link(server, new_page):
     page = open_page(new_page(), server, "latent", "Latent Playground")
-    choose(page, "from_class", "5")
+    choose_class(page, "from", 5)
     page.get_by_role("tab", name="Sample").click()
     settle(page)
     type_number(page, "seed", 42)
