@@ -133,7 +133,7 @@ def test_without_the_shipped_realnvp_the_lesson_says_what_it_runs_on(tmp_path, m
 
 @pytest.mark.integration
 def test_a_step_link_opens_its_view_in_the_layer_explorer():
-    at = open_lesson(step="6")
+    at = open_lesson(step="6", model="realnvp-mnist")  # the sidebar holds the step's model: a plain link
     (link,) = [e.proto for e in at.get("page_link")]
     assert link.page == "explorer"
     explorer = AppTest.from_file(str(ROOT / "streamlit_app.py"), default_timeout=180)
@@ -148,7 +148,7 @@ def test_a_step_link_opens_its_view_in_the_layer_explorer():
 
 @pytest.mark.integration
 def test_the_2d_step_link_switches_the_sidebar_to_its_model_and_opens_the_explorer():
-    at = open_lesson(step="1")  # the sidebar holds realnvp-mnist; the step runs on toy-2d-moons
+    at = open_lesson(step="1")  # the sidebar holds the best MNIST model; the step runs on toy-2d-moons
     at.button(key="open_Open toy-2d-moons in the Layer Explorer").click().run()
     assert not at.exception, at.exception
     assert at.session_state["model_path"].endswith("toy-2d-moons.safetensors")
