@@ -22,7 +22,7 @@ from flow.model import Flow
 
 Facts = dict[str, float | str]  # the live numbers a step's question is judged and explained with
 
-PREFERRED = {True: "realnvp-mnist", False: "toy-2d-moons"}  # images? -> the shipped model the lesson was written for
+TOY = "toy-2d-moons"  # the 2-D step's shipped model, whatever the sidebar holds
 DIGITS = ("3", "8")  # the lesson's test digits: the first 3 and the first 8 of the MNIST test set
 SEED = 0  # the dequantization noise's seed, as every page's default
 FRAMES = 9  # interpolation frames: the middle one is t = 1/2
@@ -31,11 +31,28 @@ TEMPERATURES = (0.0, 0.5, 1.0, 1.5)  # the options of the temperature question
 CENTRES = "without dequantization noise (bin centres)"  # the Layer Explorer's trace_mode option, verbatim
 
 
-def pick_model(entries: Sequence[ModelEntry], images: bool) -> ModelEntry | None:
-    """The model a step runs on: the shipped one the lesson was written for, else the first usable model of
-    that kind (MNIST or 2-D) in the catalog's order; None if there is none."""
+def pick_model(entries: Sequence[ModelEntry], images: bool, chosen: str | None = None) -> ModelEntry | None:
+    """The model a step runs on. An MNIST step: the sidebar's model (path `chosen`) when it is a usable MNIST
+    one, else the first usable MNIST model in the catalog's order. The 2-D step: the shipped toy-2d-moons, else
+    the first usable 2-D model. None if there is none of the kind."""
     usable = [e for e in entries if e.error is None and e.is_image_model == images]
-    return next((e for e in usable if e.name == PREFERRED[images]), usable[0] if usable else None)
+    preferred = (lambda e: str(e.path) == chosen) if images else (lambda e: e.name == TOY)
+    return next((e for e in usable if preferred(e)), usable[0] if usable else None)
+
+
+def small(x: float) -> str:
+    """A non-negative error for a sentence: "exactly 0", "< 1e-6" or two significant digits in scientific
+    notation ("{:.1g}" would print a tiny number as 0)."""
+    return "exactly 0" if x == 0 else "< 1e-6" if x < 1e-6 else f"{x:.1e}"
+
+
+COMPARED = ("better than both", "between the two", "worse than both")  # bits/dim: lower is better
+
+
+def compared(value: float, a: float, b: float) -> int:
+    """The index in `COMPARED` of how bits/dim `value` ranks against `a` and `b`."""
+    lo, hi = sorted((a, b))
+    return 0 if value < lo else 2 if value > hi else 1
 
 
 def test_digit(label: str) -> tuple[torch.Tensor, int]:
@@ -57,7 +74,12 @@ def change_of_variables_facts(model: Flow, points: torch.Tensor, dens: np.ndarra
     with torch.no_grad():
         logdet = model(points)[1].mean().item()
         p_data = model.log_prob(points).exp().mean().item()
-    return {"logdet": logdet, "det": math.exp(logdet), "p_data": p_data, "p_square": float(dens.mean())}
+    moves = ("stretches the plane around the moons apart: a small patch of x becomes a larger one of z, so the "
+             "probability of that larger patch of the Gaussian is packed into the small patch of x" if logdet > 0 else
+             "squeezes the plane around the moons together: a patch of x becomes a smaller one of z, so its "
+             "probability is spread over a larger patch of x than of the Gaussian")
+    return {"logdet": logdet, "det": math.exp(logdet), "p_data": p_data, "p_square": float(dens.mean()),
+            "moves": moves}
 
 
 def coupling_jacobian(model: Flow, steps: explore.Steps, i: int) -> tuple[np.ndarray, int]:
@@ -77,7 +99,7 @@ def jacobian_facts(steps: explore.Steps, i: int, jac: np.ndarray, kept: int) -> 
     """The blocks of a reordered coupling Jacobian (`coupling_jacobian`): [[dy_a/dx_a, dy_a/dx_b],
     [dy_b/dx_a, dy_b/dx_b]], the coupling's own log-det and autograd's log|det| of the whole matrix."""
     return {"upper": float(np.abs(jac[:kept, kept:]).max()), "lower": float(np.abs(jac[kept:, :kept]).max()),
-            "identity": float(np.abs(jac[:kept, :kept] - np.eye(kept)).max()), "dim": len(jac), "kept": kept,
+            "identity": small(float(np.abs(jac[:kept, :kept] - np.eye(kept)).max())), "dim": len(jac), "kept": kept,
             "sum_s": float(steps.logdets[i]), "slogdet": float(np.linalg.slogdet(jac)[1]), "block": steps.names[i]}
 
 
@@ -85,9 +107,11 @@ def gaussian_facts(model: Flow, steps: explore.Steps) -> Facts:
     """How Gaussian the digit's values are after the logit and after the last block (KS distance to N(0, 1)),
     and what the couplings add to log p."""
     couplings = [k for k, kind in enumerate(steps.kinds) if kind == "coupling"]
-    return {"ks_logit": float(steps.ks[first(steps, "logit")]), "ks_last": float(steps.ks[-1]),
-            "level": explore.ks_noise_level(model.dim), "couplings": float(steps.logdets[couplings].sum()),
-            "n_couplings": len(couplings)}
+    ks_logit, ks_last = float(steps.ks[first(steps, "logit")]), float(steps.ks[-1])
+    level = explore.ks_noise_level(model.dim)
+    return {"ks_logit": ks_logit, "ks_last": ks_last, "level": level, "n_couplings": len(couplings),
+            "couplings": float(steps.logdets[couplings].sum()), "dim": model.dim,
+            "moves": ("falls from", "rises from", "stays about the same, from")[_order(ks_last, ks_logit, level)]}
 
 
 PATTERNS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {  # (rows, cols) -> one polarity of a mask
@@ -130,27 +154,59 @@ def factor_out_facts(steps: explore.Steps, i: int) -> Facts:
 def dequantization_facts(model: Flow, noisy: np.ndarray, centres: explore.Steps) -> Facts:
     """The digit's bits/dim with the noise of seeds 0, 1, ... (`Flow.bits_per_dim`) and at the bin centres (the
     decomposition of the trace without noise: a density at one point, not a bits/dim)."""
-    return {"noisy": float(noisy[SEED]), "spread": float(noisy.max() - noisy.min()), "seeds": len(noisy),
-            "centres": explore.decomposition(model, centres).bits_per_dim}
+    centre = explore.decomposition(model, centres).bits_per_dim
+    facts = {"noisy": float(noisy[SEED]), "spread": float(noisy.max() - noisy.min()), "seeds": len(noisy),
+             "centres": centre}
+    order = _order(centre, facts["noisy"], 0.005)
+    facts["reading"] = ("The model's density is higher at the bin centres than at the noisy point: it put its peaks "
+                        "near the centres, points it never saw in training" if order == 0 else
+                        "The model's density is lower at the bin centres than at the noisy point: it spread each "
+                        "pixel's value over its bin rather than peaking at the centre" if order == 1 else
+                        "The model's density is about as high at the bin centres as at the noisy point: it spread "
+                        "each pixel's value evenly over its bin")
+    return facts
 
 
 def temperature_facts(sweep: dict[float, tuple[torch.Tensor, np.ndarray]]) -> Facts:
     """The median bits/dim of the samples at each temperature of the question, and the lowest's index."""
     medians = [float(np.median(sweep[t][1])) for t in TEMPERATURES]
+    best = int(np.argmin(medians))
+    reading = ("The lowest temperature sits nearest the mode of the Gaussian, where its density peaks, and here the "
+               "model's likelihood peaks there too" if best == 0 else
+               f"Here T = {TEMPERATURES[best]:g} scores best, not the lowest temperature: the model's density over "
+               "pictures need not peak where the Gaussian's does, since the log-det adds to log N")
     return {"medians": ", ".join(f"T = {t:g}: **{m:.2f}**" for t, m in zip(TEMPERATURES, medians)),
-            "best": int(np.argmin(medians)), "samples": len(sweep[TEMPERATURES[0]][1])}
+            "best": best, "samples": len(sweep[TEMPERATURES[0]][1]), "reading": reading}
 
 
-def interpolation_facts(bits: torch.Tensor) -> Facts:
-    """The bits/dim of the two end digits and of the half-way frame of an interpolation."""
-    return {"start": float(bits[0]), "end": float(bits[-1]), "middle": float(bits[len(bits) // 2])}
+def interpolation_facts(bits: torch.Tensor, line: Facts) -> Facts:
+    """The bits/dim of the two end digits and of the half-way frame of the slerp (`bits`, one per frame), how
+    the middle compares with the ends, and the straight line's half-way point beside it (`straight_middle`)."""
+    start, end, middle = float(bits[0]), float(bits[-1]), float(bits[len(bits) // 2])
+    lower = line["linear"] < middle
+    return {"start": start, "end": end, "middle": middle, "verdict": COMPARED[compared(middle, start, end)], **line,
+            "linear_vs": "lower" if lower else "higher",
+            "reading": "nearer the Gaussian's mode the density is higher, yet a point so near it is not typical: "
+                       "Gaussian draws in this many dimensions almost never land there, so a higher likelihood "
+                       "does not make a more typical digit" if lower else
+                       "here the model's density does not follow the prior's towards its mode"}
 
 
-def interpolation_frames(model: Flow, digits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def straight_middle(model: Flow, z: torch.Tensor) -> Facts:
+    """The half-way points of the slerp and of the straight line between two codes z (2, D): their norms |z| and
+    the straight line's half-way frame's bits/dim (`latent.decode_with_bits`)."""
+    half = {m: latent.interpolate(model, z[0], z[1], FRAMES, m)[FRAMES // 2] for m in latent.METHODS}
+    bits = latent.decode_with_bits(model, half["linear"][None], SEED)[1]
+    return {"linear": float(bits[0]), "norm_linear": float(half["linear"].norm()),
+            "norm_slerp": float(half["slerp"].norm())}
+
+
+def interpolation_frames(model: Flow, digits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, Facts]:
     """The slerp between two digits' codes (bin centres, as the Latent Playground encodes them), decoded, with
-    each frame's bits/dim."""
+    each frame's bits/dim, and the straight line's half-way point (`straight_middle`)."""
     z = latent.encode_digits(model, digits)
-    return latent.decode_with_bits(model, latent.interpolate(model, z[0], z[1], FRAMES, "slerp"), SEED)
+    frames, bits = latent.decode_with_bits(model, latent.interpolate(model, z[0], z[1], FRAMES, "slerp"), SEED)
+    return frames, bits, straight_middle(model, z)
 
 
 def temperature_sweep(model: Flow) -> dict[float, tuple[torch.Tensor, np.ndarray]]:
@@ -182,11 +238,6 @@ def _order(a: float, b: float, tolerance: float) -> int:
     return 2 if abs(a - b) <= tolerance else int(a > b)
 
 
-def _between(facts: Facts) -> int:
-    lo, hi = sorted((facts["start"], facts["end"]))
-    return 0 if facts["middle"] < lo else 2 if facts["middle"] > hi else 1
-
-
 STEPS = (
     Step("change-of-variables", "Change of variables", r"""A flow is an invertible map $f$ from data $x$ to a latent
 $z = f(x)$ with a simple density, a standard Gaussian. The density of the data follows from the change of variables
@@ -197,12 +248,12 @@ $$p_X(x) = p_Z\big(f(x)\big)\,\left|\det \frac{\partial f(x)}{\partial x}\right|
 The determinant measures how much $f$ stretches space around $x$: where $f$ squeezes a region together, the region
 keeps its probability in a smaller volume of $z$. On the right, a 2-D flow trained on two moons: press **play** to
 watch it carry the data (and a grid) onto $\mathcal N(0, I)$; below it, the density it learned.""",
-         Question("Around the moons the flow squeezes space together (the grid cells shrink from x to z). There, "
+         Question("Press play and watch the grid cells around the moons on their way from x to z. There, "
                   "|det ∂f/∂x| is …",
                   ("bigger than 1, so p(x) is higher than N(f(x))", "smaller than 1, so p(x) is lower than N(f(x))"),
                   lambda f: int(f["logdet"] < 0),
-                  "At the data points log|det ∂f/∂x| averages **{logdet:+.2f} nats** (|det| ≈ {det:.1f}): the flow "
-                  "packs the moons into the middle of the Gaussian. So p(x) averages **{p_data:.3f}** at the data "
+                  "At the data points log|det ∂f/∂x| averages **{logdet:+.2f} nats** (|det| ≈ {det:.2g}): the flow "
+                  "{moves}. So p(x) averages **{p_data:.3f}** at the data "
                   "points against **{p_square:.3f}** over the whole square, its mass there over its area."),
          images=False),
     Step("coupling", "The affine coupling layer", r"""Real NVP builds $f$ from **affine coupling layers** (paper
@@ -225,7 +276,7 @@ On the right, the Jacobian of one coupling of the model at this digit, built col
                                                                               "input"),
                   lambda f: 0 if f["upper"] == 0 else 1 if f["lower"] == 0 else 2,
                   "In the {dim} × {dim} Jacobian of {block} the largest |∂y_a/∂x_b| is **{upper:g}**, while ∂y_b/∂x_a "
-                  "has entries up to {lower:.2f}, and ∂y_a/∂x_a is the identity to within {identity:.1g}. Triangular: "
+                  "has entries up to {lower:.2f}, and ∂y_a/∂x_a differs from the identity by {identity}. Triangular: "
                   "its determinant is the product of the diagonal, exp(s). The block's own formula gives "
                   "log|det J| = Σ s = **{sum_s:.3f} nats**; autograd's slogdet of the whole matrix "
                   "**{slogdet:.3f}**.")),
@@ -240,13 +291,13 @@ log-likelihood of the digit is a sum, block by block (Eq. 3 again, in logs):
 $$\log p(x) = \log \mathcal N\big(z; 0, I\big) + \sum_k \log\left|\det \frac{\partial h_k}{\partial h_{k-1}}\right|.$$
 
 On the right, that sum for this digit: each bar is one block's term, the last bar the total.""",
-         Question("After the logit, this digit's 784 values are far from Gaussian (most pixels are black). After the "
+         Question("After the logit, this digit's values are far from Gaussian (most pixels are black). After the "
                   "last block, will they look more or less like draws from N(0, 1)?",
                   ("more Gaussian", "less Gaussian", "about the same"),
                   lambda f: _order(f["ks_last"], f["ks_logit"], f["level"]),
-                  "The Kolmogorov-Smirnov distance to N(0, 1) falls from **{ks_logit:.3f}** after the logit to "
+                  "The Kolmogorov-Smirnov distance to N(0, 1) {moves} **{ks_logit:.3f}** after the logit to "
                   "**{ks_last:.3f}** after the last block; below about {level:.3f} is within the sampling noise of "
-                  "784 Gaussian draws. The {n_couplings} couplings' Σ s terms add {couplings:+.1f} nats to log p.")),
+                  "{dim} Gaussian draws. The {n_couplings} couplings' Σ s terms add {couplings:+.1f} nats to log p.")),
     Step("masks", "Checkerboard and channel masks", r"""Which half is $x_a$? Real NVP alternates two masks (paper
 Sec. 3.4, Fig. 3): a **checkerboard** over the spatial positions, $b_{ij} = (i + j) \bmod 2$, and a **channel-wise**
 mask that keeps the first half of the channels,
@@ -295,8 +346,7 @@ On the right, this digit's bits/dim with several draws of the noise.""",
                   ("lower", "higher", "the same"),
                   lambda f: _order(f["centres"], f["noisy"], 0.005),
                   "**{centres:.3f}** at the bin centres against **{noisy:.3f}** with noise (seed 0; {seeds} seeds "
-                  "span {spread:.3f}). The model learned that each pixel's value is spread over its bin and put its "
-                  "peaks near the bin centres, a point it never saw in training. That number is a density at one "
+                  "span {spread:.3f}). {reading}. That number is a density at one "
                   "point, not the digit's bits/dim: only the noisy one bounds −log₂ P(x) / D.")),
     Step("temperature", "Temperature", r"""To sample, draw $z$ from the prior and run the flow backwards, which is
 exact and as fast as the forward pass (paper Eq. 8):
@@ -309,13 +359,12 @@ $|z| \approx T\sqrt D$, far from its peak at $z = 0$. On the right, the same dir
          Question("Which temperature's samples get the lowest bits/dim (the highest likelihood)?",
                   tuple(f"T = {t:g}" for t in TEMPERATURES),
                   lambda f: int(f["best"]),
-                  "Median bits/dim of the {samples} samples at each temperature: {medians}. Lower temperatures sit "
-                  "nearer the mode of the Gaussian, where its density peaks; their pictures are smooth and alike "
-                  "rather than typical handwriting: real digits live in the typical set, not at the peak. The "
+                  "Median bits/dim of the {samples} samples at each temperature: {medians}. {reading}. The highest "
+                  "likelihood is not the most typical: real digits live in the typical set, not at the peak. The "
                   "Likelihood lab sets these beside the test digits'.")),
     Step("interpolation", "Interpolation", r"""Because $f$ is a bijection, every digit has exactly one code, and every
-point between two codes decodes to a picture. Spherical interpolation keeps the path on the shell where Gaussian
-latents live (a straight line would cut inside it):
+point between two codes decodes to a picture. Spherical interpolation walks round, as on a sphere: its length $|z|$
+goes evenly from one code's to the other's, where a straight line would cut inside, nearer the mode at $z = 0$:
 
 $$z(t) = \big((1 - t)|z_0| + t|z_1|\big)\,\frac{\sin\big((1 - t)\omega\big)\,\hat z_0 + \sin(t\omega)\,\hat z_1}{\sin\omega},$$
 
@@ -323,9 +372,11 @@ $$\cos\omega = \hat z_0 \cdot \hat z_1,$$
 
 and $x(t) = f^{-1}\big(z(t)\big)$. On the right, from a 3 to an 8 of the test set.""",
          Question("Half-way, at t = ½, will the decoded picture score better (lower) bits/dim than the two digits?",
-                  ("better than both", "between the two", "worse than both"),
-                  _between,
-                  "The 3 scores **{start:.3f}** bits/dim and the 8 **{end:.3f}**; the half-way frame **{middle:.3f}**. "
-                  "A bijection gives every point of the path a picture and a likelihood: how far the middle departs "
-                  "from the ends says how far the path strays from what the model calls a digit.")),
+                  COMPARED, lambda f: COMPARED.index(f["verdict"]),
+                  "The 3 scores **{start:.3f}** bits/dim and the 8 **{end:.3f}**; the half-way frame **{middle:.3f}**, "
+                  "**{verdict}**. A bijection gives every point of the path a picture and a likelihood: how far the "
+                  "middle departs from the ends says how far the path strays from what the model calls a digit. "
+                  "The straight line's half-way point lies nearer z = 0 (|z| = {norm_linear:.1f} against "
+                  "{norm_slerp:.1f} on the slerp) and scores **{linear:.3f}**, {linear_vs} than "
+                  "the slerp's: {reading}.")),
 )

@@ -3,11 +3,32 @@ import streamlit as st
 
 from app import jobs
 
-st.title("🌀 Real NVP Explorer")
+st.title(":material/cyclone: Real NVP Explorer")
 st.markdown("A **normalizing flow** learns an invertible map $f$ that turns data $x$ (here MNIST digits or 2-D "
             "points) into a latent $z = f(x)$ with a simple density, a standard Gaussian. *Real NVP* (Dinh, "
             "Sohl-Dickstein and Bengio, [Density estimation using Real NVP](https://arxiv.org/abs/1605.08803), "
             "2016) builds $f$ from layers that are easy to invert and whose Jacobian determinant is cheap.")
+
+st.subheader("Pages")
+st.page_link("app_pages/lesson.py", label="**Start here: the Lesson**", icon=":material/school:")
+st.caption("Real NVP in eight steps, from the change of variables to sampling, each with a live view of a trained "
+           "model and a question to answer before the reveal.")
+PAGES = (  # (page, label, icon, what it does)
+    ("app_pages/train.py", "Train", ":material/fitness_center:",
+     "Launch a training run in the background and watch its likelihood curve and samples live."),
+    ("app_pages/explorer.py", "Layer Explorer", ":material/biotech:",
+     "Step through the blocks of a trained flow and watch a digit turn into Gaussian noise and back."),
+    ("app_pages/latent.py", "Latent Playground", ":material/explore:",
+     "Walk the latent space: interpolate between digits, change the temperature, sample."),
+    ("app_pages/lab.py", "Likelihood lab", ":material/science:",
+     "Score inputs that are not digits, and sample by temperature beside the test digits."),
+    ("app_pages/compare.py", "Compare models", ":material/compare:",
+     "Run one digit through two models side by side."),
+)
+for column, (target, label, icon, what) in zip(st.columns(len(PAGES)), PAGES):
+    with column:
+        st.page_link(target, label=f"**{label}**", icon=icon)
+        st.caption(what)
 
 st.subheader("1. Change of variables")
 st.markdown("Because $f$ is invertible, the density of $x$ is exact (paper Sec. 3.1):")
@@ -35,20 +56,8 @@ st.markdown("The determinant is the product of the diagonal: no $D \\times D$ de
             "every dimension be transformed, and the multi-scale model factors out half of the dimensions at each "
             "scale. Scores are reported in **bits/dim**: $-\\log_2 p(x) / D$ on the 0–255 pixel scale.")
 
-st.subheader("Pages")
-c = st.columns(3)
-with c[0]:
-    st.page_link("app_pages/train.py", label="**Train**", icon="🏋️")
-    st.caption("Launch a training run in the background and watch its likelihood curve and samples live.")
-with c[1]:
-    st.page_link("app_pages/explorer.py", label="**Layer Explorer**", icon="🔬")
-    st.caption("Step through the blocks of a trained flow and watch a digit turn into Gaussian noise and back.")
-with c[2]:
-    st.page_link("app_pages/latent.py", label="**Latent Playground**", icon="🧭")
-    st.caption("Walk the latent space: interpolate between digits, change the temperature, sample.")
-
 training = [r for r in jobs.list_runs() if r.active]
 if training:
-    st.info(f"Training now: **{', '.join(r.name for r in training)}**. Follow it on the Train page.", icon="🟢")
+    st.info(f"Training now: **{', '.join(r.name for r in training)}**. Follow it on the Train page.", icon=":material/play_circle:")
 st.caption("Pick the model every page uses in the sidebar: the shipped checkpoints, and the latest checkpoint "
            "of every run.")

@@ -16,11 +16,13 @@ def go(k: int) -> None:
 
 
 follow_link()
-st.title("🎓 Real NVP in eight steps")
+st.title(":material/school: Real NVP in eight steps")
 with st.container(horizontal=True, vertical_alignment="center"):
     back = st.empty()  # drawn once the step is known
-    k = st.segmented_control("Step", NUMBERS, default=1, required=True, key=KEY, bind=BIND,
-                             label_visibility="collapsed")
+    # a default only while the state holds no step: Back, Next and Contents set it through the Session State API,
+    # and a widget given both logs Streamlit's "default value but also set via the Session State API" warning
+    k = st.segmented_control("Step", NUMBERS, default=None if KEY in st.session_state else 1, required=True, key=KEY,
+                             bind=BIND, label_visibility="collapsed")
     forward, contents = st.empty(), st.popover("Contents", icon=":material/list:")
     back.button("Back", icon=":material/chevron_left:", key="lesson_back", on_click=go, args=(k - 1,),
                 disabled=k == 1)

@@ -34,15 +34,24 @@ def _load(path: str, version: float) -> Flow:
 
 
 def lesson_model(images: bool) -> tuple[Flow, ModelEntry] | None:
-    """The model a step runs on (`lesson.pick_model`), loaded; None with a message where there is none."""
-    entry = lesson.pick_model(list_models(), images)
+    """The model a step runs on (`lesson.pick_model`: the sidebar's for an MNIST step), loaded, with a caption that
+    names it; None with a message where there is none."""
+    chosen = st.session_state.get(MODEL_KEY)
+    entry = lesson.pick_model(list_models(), images, chosen)
     kind = "an MNIST" if images else "a 2-D"
     if entry is None:
         st.warning(f"This step needs {kind} model and the model list has none: train one on the Train page.")
         return None
-    if entry.name != lesson.PREFERRED[images]:
-        st.caption(f"The lesson was written for the shipped **{lesson.PREFERRED[images]}**, which is not in the "
-                   f"model list: this step runs on **{entry.name}**, so its pictures and numbers differ.")
+    if not images:
+        st.caption(f"This step runs on the 2-D model **{entry.name}**" +
+                   (", whatever the sidebar holds." if entry.name == lesson.TOY else
+                    f" (the shipped {lesson.TOY} is not in the model list), whatever the sidebar holds."))
+    elif str(entry.path) == chosen:
+        st.caption(f"This step runs on **{entry.name}**, the sidebar's model: its pictures and numbers are that "
+                   "model's.")
+    else:
+        st.caption(f"The sidebar's model is not an MNIST model: this step runs on **{entry.name}**, the first in "
+                   "the model list.")
     try:
         return _load(str(entry.path), entry.version), entry
     except CheckpointError as e:
@@ -113,7 +122,7 @@ def sweep(path: str, version: float, _model: Flow) -> dict[float, tuple[torch.Te
 
 
 @st.cache_resource(max_entries=2, show_spinner="Walking from the 3 to the 8 …")
-def walk(path: str, version: float, _model: Flow) -> tuple[torch.Tensor, torch.Tensor]:
+def walk(path: str, version: float, _model: Flow) -> tuple[torch.Tensor, torch.Tensor, Facts]:
     return lesson.interpolation_frames(_model, torch.cat([lesson.test_digit(d)[0] for d in lesson.DIGITS]))
 
 
@@ -259,13 +268,13 @@ def interpolation() -> Facts | None:
     if picked is None:
         return None
     model, entry = picked
-    frames, bits = walk(str(entry.path), entry.version, model)
+    frames, bits, line = walk(str(entry.path), entry.version, model)
     t = np.linspace(0, 1, len(frames))
     st.plotly_chart(latent_plots.grid_figure(frames, len(frames), [f"t = {x:.2f}" for x in t], width=700),
                     key="lesson_interpolation", config=PLAIN)
     link(LATENT, "Walk between any two digits in the Latent Playground", entry, tab="Interpolate",
          from_class=lesson.DIGITS[0], to_class=lesson.DIGITS[1], frames=str(len(frames)), method="slerp")
-    return lesson.interpolation_facts(bits)
+    return lesson.interpolation_facts(bits, line)
 
 
 VIEWS: dict[str, Callable[[], Facts | None]] = {

@@ -14,4 +14,6 @@ def test_a_link_to_step_4_opens_it_and_next_moves_to_step_5_in_the_url(page, ser
     settle(page)
     page.wait_for_url("**step=5**")
     assert page.get_by_role("heading", name="4. Checkerboard").count() == 0
+    # Next sets the step through the Session State API: the widget must not also get a default
+    assert "was created with a default value" not in server.log.read_text()
     screenshot(page, "lesson-step-5")
