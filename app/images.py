@@ -16,7 +16,19 @@ from torch import Tensor
 SIZE = 28
 BOX = 20                      # MNIST fits each digit's bounding box into 20x20 ...
 MAX_PIXELS = 40_000_000       # refuse decoding anything larger (a 40-megapixel photo is plenty)
+MAX_DECODE_BYTES = 100_000_000  # what one picture may take while decoded at full size, before it is shrunk
 WORKING_SIDE = 512            # big pictures are shrunk to this first: 28x28 needs no more
+FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")  # the only decoders an upload reaches (JPEG opens MPO too)
+# Bytes per pixel while decoding at full size, checked before decoding: Pillow's own storage of the mode (RGB and
+# 32-bit modes take 4) plus the full-size copies made before the picture is shrunk: palette and 1-bit are converted
+# first (their values are not intensities; palette to RGBA measured 8 bytes a pixel), I;16 too (Image.reduce does
+# not take it), RGBA and LA take 8 (reduce premultiplies alpha in a copy), and WebP's decoder 16 in any mode (it
+# decodes into a buffer of its own and copies). Measured in tests/test_images.py. Every other mode is shrunk as it is.
+_FULL_SIZE_BYTES = {"1": 1 + 1, "L": 1, "P": 1 + 8, "PA": 4 + 8, "RGBA": 8, "LA": 8,
+                    "I;16": 2 + 4, "I;16L": 2 + 4, "I;16B": 2 + 4, "I;16N": 2 + 4}
+_WEBP_BYTES = 16
+_TOP = "realnvp_full_scale"  # img.info key: a 16-bit picture's full scale, kept across its conversion to mode I
+_CONVERT_FIRST = {"1": "L", "P": "RGBA", "PA": "RGBA", "I;16": "I", "I;16L": "I", "I;16B": "I", "I;16N": "I"}
 INK_LEVEL = 0.2               # pixels brighter than this (after inversion) count as the digit
 
 
@@ -25,12 +37,13 @@ class ImageInputError(ValueError):
 
 
 def to_mnist_uint8(data: bytes, fit: bool | None = None) -> Tensor:
-    """Image file bytes (any format and size Pillow reads) -> uint8 tensor (1, 1, 28, 28).
+    """Image file bytes (PNG, JPEG, GIF, BMP, WebP or TIFF: FORMATS) -> uint8 tensor (1, 1, 28, 28).
 
     Grayscale, alpha composited on the background that contrasts the opaque ink, inverted if it
     looks dark-on-light, then either fitted like MNIST (`fit=True`: crop to the ink, scale to 20x20,
     centre of mass at the centre) or padded square and resized whole (`fit=False`). The default
-    fits everything except pictures already 28x28. Raises `ImageInputError` for non-images.
+    fits everything except pictures already 28x28. Raises `ImageInputError` for non-images, other formats, and
+    pictures over MAX_PIXELS or whose full-size decode would take more than MAX_DECODE_BYTES.
     """
     gray = _grayscale(_open(data))
     if _border_mean(gray) > 0.5:
@@ -43,33 +56,51 @@ def to_mnist_uint8(data: bytes, fit: bool | None = None) -> Tensor:
 
 def _open(data: bytes) -> Image.Image:
     if not data:
-        raise ImageInputError("The file is empty. Upload a picture of a digit (PNG, JPEG, GIF, BMP, WebP, TIFF ...).")
+        raise ImageInputError("The file is empty. Upload a picture of a digit (PNG, JPEG, GIF, BMP, WebP or TIFF).")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            w, h = img.size
+            img = Image.open(io.BytesIO(data), formats=FORMATS)
+            w, h = img.size  # from the header: nothing is decoded yet
             if w * h > MAX_PIXELS:
                 raise ImageInputError(f"The picture is {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit is "
                                       f"{MAX_PIXELS / 1e6:.0f}. Shrink or crop it and upload it again.")
-            img.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at a reduced scale, much faster
+            img.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at a reduced scale (size shrinks here)
+            cost = img.size[0] * img.size[1] * (_WEBP_BYTES if img.format == "WEBP" else _FULL_SIZE_BYTES.get(img.mode, 4))
+            if cost > MAX_DECODE_BYTES:
+                raise ImageInputError(
+                    f"The picture is {w}x{h} in mode {img.mode}: decoding it would take {cost / 1e6:.0f} MB, the "
+                    f"limit is {MAX_DECODE_BYTES / 1e6:.0f} MB. Shrink it (a digit needs no more than "
+                    f"{WORKING_SIDE} px a side) or save it as an 8-bit PNG or a JPEG, and upload that.")
             img.load()
-            return ImageOps.exif_transpose(img)
+            return ImageOps.exif_transpose(_bounded(img))
     except ImageInputError:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageInputError("This file is not a picture Pillow can read. Upload an image of a digit "
-                              "(PNG, JPEG, GIF, BMP, WebP, TIFF ...).") from e
+        raise ImageInputError("This file is not a picture in a format the app reads (PNG, JPEG, GIF, BMP, "
+                              "WebP or TIFF). Save it as PNG or JPEG and upload that.") from e
     except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt files
         raise ImageInputError(f"The picture could not be decoded ({e}). Save it again as PNG or JPEG and "
                               "upload that.") from e
 
 
+def _bounded(img: Image.Image) -> Image.Image:
+    """Shrink a decoded picture to at most 2 * WORKING_SIDE a side in its own mode (Image.reduce: area averaging by
+    an integer factor), before any conversion makes full-size copies in a wider mode."""
+    if img.mode in _CONVERT_FIRST:
+        sixteen = img.mode.startswith("I;16")
+        img = img.convert(_CONVERT_FIRST[img.mode])
+        if sixteen:
+            img.info[_TOP] = 65535.0  # its full scale, which mode I no longer says
+    factor = max(img.size) // WORKING_SIDE
+    return img.reduce(factor) if factor > 1 else img
+
+
 def _grayscale(img: Image.Image) -> np.ndarray:
     """Luminance in [0, 1] as float32 (H, W); transparent parts become the background."""
-    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):  # 16/32-bit and float: one band, no alpha
+    if img.mode in ("I", "F"):  # 16/32-bit and float (16-bit arrives as I, from _bounded): one band, no alpha
         arr = np.asarray(img, dtype=np.float32)
-        top = 65535.0 if img.mode.startswith("I;16") else _range_top(arr)
+        top = img.info.get(_TOP) or _range_top(arr)
         return _shrink((arr / top).astype(np.float32))
     try:
         rgba = img.convert("RGBA")

@@ -24,10 +24,15 @@ def test_only_loopback_addresses_are_the_host(address, local):
     assert classroom.is_loopback(address) is local
 
 
+KEY = "s3cret-chalk1"  # 13 characters
+
+
 @pytest.mark.parametrize("entered, configured, ok", [
-    ("s3cret", "s3cret", True), (" s3cret ", "s3cret", True),
-    ("s3cret", None, False), ("", None, False), ("", "", False), ("  ", "  ", False), (None, "s3cret", False),
-    ("S3CRET", "s3cret", False), ("s3cre", "s3cret", False), ("", "s3cret", False),
+    (KEY, KEY, True), (f" {KEY} ", KEY, True),
+    (KEY, None, False), ("", None, False), ("", "", False), ("  ", "  ", False), (None, KEY, False),
+    (KEY.upper(), KEY, False), (KEY[:-1], KEY, False), ("", KEY, False),
+    ("x", "x", False), ("chalk-board", "chalk-board", False), (" chalk-board ", " chalk-board ", False),  # 1, 11
+    ("chalk-boards", "chalk-boards", True),  # 12 characters: the shortest key that is used
 ])
 def test_a_teacher_key_matches_only_a_configured_non_empty_key(entered, configured, ok):
     assert classroom.key_matches(entered, configured) is ok
@@ -55,8 +60,48 @@ def _finished_run(root, name: str) -> None:
                                                          "updated": time.time()}))
 
 
+class Clock:
+    """A monotonic clock the test moves by hand."""
+    def __init__(self):
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_five_wrong_keys_lock_an_address_out_for_a_minute_and_no_other():
+    clock = Clock()
+    guard = classroom.Throttle(clock=clock)
+    for _ in range(4):
+        assert guard.wrong("192.0.2.9") == 0 and guard.wait("192.0.2.9") == 0
+    assert guard.wrong("192.0.2.9") == 60 and guard.wait("192.0.2.9") == 60
+    assert guard.wait("192.0.2.10") == 0  # another address: not locked
+    clock.now += 59.5
+    assert guard.wait("192.0.2.9") == 0.5
+    clock.now += 0.5
+    assert guard.wait("192.0.2.9") == 0  # expired; a fresh count of five starts
+    assert guard.wrong("192.0.2.9") == 0
+    guard.right("192.0.2.9")  # the right key clears the count
+    assert all(guard.wrong("192.0.2.9") == 0 for _ in range(4))
+
+
+def test_the_throttle_remembers_a_bounded_number_of_addresses():
+    guard = classroom.Throttle(max_wrong=1, max_clients=3, clock=Clock())
+    for i in range(5):
+        guard.wrong(f"10.0.0.{i}")
+    assert len(guard._clients) == 3 and guard.wait("10.0.0.4") == 60 and guard.wait("10.0.0.0") == 0
+
+
 @pytest.fixture
-def student(monkeypatch):
+def clock(monkeypatch) -> Clock:
+    """A fresh server-wide throttle on a hand-moved clock for the page tests (the real one outlives each test)."""
+    clock = Clock()
+    monkeypatch.setattr(classroom, "GUESSES", classroom.Throttle(clock=clock))
+    return clock
+
+
+@pytest.fixture
+def student(monkeypatch, clock):
     """The Train page's client is another machine on the classroom network (until set back with `student(None)`)."""
     monkeypatch.delenv(classroom.KEY_ENV, raising=False)
     where = {"address": "192.0.2.9"}
@@ -78,11 +123,11 @@ def test_a_student_sees_the_runs_read_only_and_is_told_to_ask_the_teacher(runs_r
 @pytest.mark.integration
 def test_the_teacher_key_unlocks_this_session_only_and_a_wrong_one_does_not(runs_root, student, monkeypatch):
     _finished_run(runs_root, "lesson")
-    monkeypatch.setenv(classroom.KEY_ENV, "chalk")
+    monkeypatch.setenv(classroom.KEY_ENV, "chalk-and-board")
     at = app("app_pages/train.py")
-    at.text_input(key="teacher_key_train").input("chalk!").run()
+    at.text_input(key="teacher_key_train").input("chalk-and-board!").run()
     assert "not the teacher key" in texts(at.error) and not [b for b in at.button if b.key == "delete"]
-    at.text_input(key="teacher_key_train").input("chalk").run()
+    at.text_input(key="teacher_key_train").input("chalk-and-board").run()
     assert not at.error and "Teacher key accepted" in texts(at.caption)
     assert [b.key for b in at.button if b.key in (LAUNCH, "delete")] == [LAUNCH, "delete"]
     assert at.text_input(key="f_name")  # the New-run form
@@ -107,3 +152,40 @@ def test_a_rerun_that_asks_to_act_is_refused_once_the_client_may_not(runs_root, 
     student("192.0.2.9")
     fill(at, preset="toy-2d", data="moons", name="sneaky")
     assert not (runs_root / "sneaky").exists() and not at.success and jobs.get_run("lesson").state == "finished"
+
+
+def _enter(at, key: str):
+    return at.text_input(key="teacher_key_train").input(key).run()
+
+
+@pytest.mark.integration
+def test_wrong_keys_lock_the_address_out_across_sessions_until_the_lock_expires(runs_root, student, clock, monkeypatch):
+    monkeypatch.setenv(classroom.KEY_ENV, "chalk-and-board")
+    at = app("app_pages/train.py")
+    for i in range(5):
+        _enter(at, f"guess-number-{i}")
+    assert "Too many wrong keys" in texts(at.error) and "60 s" in texts(at.error)
+    _enter(at, "chalk-and-board")  # the right key, while locked out: refused
+    assert "Too many wrong keys" in texts(at.error) and not [b for b in at.button if b.key == LAUNCH]
+    reloaded = app("app_pages/train.py")  # a reload or a new tab: a new session from the same address
+    clock.now += 30
+    _enter(reloaded, "chalk-and-board")
+    assert "try again in 30 s" in texts(reloaded.error) and not [b for b in reloaded.button if b.key == LAUNCH]
+    student("192.0.2.10")  # another student's laptop is not locked
+    other = _enter(app("app_pages/train.py"), "chalk-and-board")
+    assert "Teacher key accepted" in texts(other.caption)
+    student("192.0.2.9")
+    clock.now += 30  # the minute is over
+    _enter(reloaded, "chalk-and-board")
+    assert not reloaded.error and [b.key for b in reloaded.button if b.key == LAUNCH] == [LAUNCH]
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("key", ["x", "chalk-board"])  # 1 and 11 characters
+def test_a_short_key_is_not_used_and_the_host_is_told_how_to_make_a_good_one(runs_root, student, monkeypatch, key):
+    monkeypatch.setenv(classroom.KEY_ENV, key)
+    at = app("app_pages/train.py")
+    assert "No usable teacher key" in texts(at.info) and not [t for t in at.text_input if t.key.startswith("teacher")]
+    student(None)  # the host
+    host = app("app_pages/train.py")
+    assert "shorter than 12 characters" in texts(host.warning) and "secrets.token_urlsafe(16)" in texts(host.warning)

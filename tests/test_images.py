@@ -1,5 +1,8 @@
 """Upload -> 28x28 MNIST-style digit (flow/images.py) and the digit-source widget (ui/digits.py)."""
+import ctypes
 import io
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -121,3 +124,53 @@ def test_digit_widget_by_class_and_index_and_a_non_image_upload():
     assert "not a picture" in at.error[0].value
     at.file_uploader(key="src_upload").set_value(("seven.png", encode(255 - images[0].numpy()), "image/png")).run()
     assert torch.equal(at.session_state["got"][0, 0], images[0])
+
+
+def _peak_bytes(decode) -> int:
+    """How far the resident memory of this process rises above where it was while `decode()` runs: Linux's
+    high-water mark (VmHWM), restarted just before (clear_refs 5) after glibc has given its free memory back
+    (malloc_trim), so memory the decode reuses is counted as well. Sees Pillow's C allocations, unlike tracemalloc."""
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status("VmHWM")
+    decode()
+    return _status("VmHWM") - before
+
+
+def _status(field: str) -> int:
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(field))
+    return int(line.split()[1]) * 1024
+
+
+def _picture(mode: str, side: int) -> Image.Image:
+    """A mostly black square of `side` px in `mode` with a bright bar (compresses to a few kB or MB)."""
+    img = Image.new(mode, (side, side))
+    img.paste({"F": 1.0, "I;16": 65535, "P": 1, "RGBA": (255, 255, 255, 255)}.get(mode, 255),
+              (side // 3, side // 8, side // 2, side - side // 8))
+    return img
+
+
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists() or sys.platform != "linux",
+                    reason="peak memory is read from Linux's /proc")
+def test_one_upload_costs_at_most_150_mb_whatever_its_format(tmp_path):
+    """Each picture but the JPEG and the BMP is at the edge of what is decoded (about 100 MB at full size in its own
+    mode, by the estimate checked before decoding); the old code converted to RGBA or float32 at full size first
+    and took two to three times that. The decode's peak (resident memory, Pillow's C allocations included) must
+    stay under 150 MB; a float TIFF whose full-size decode would take 159 MB is refused by name."""
+    cases = {"float.tiff": (_picture("F", 4800), "TIFF", {"compression": "tiff_adobe_deflate"}),
+             "sixteen.png": (_picture("I;16", 4000), "PNG", {}),
+             "rgba.png": (_picture("RGBA", 3400), "PNG", {}),
+             "palette.gif": (_picture("P", 3200), "GIF", {}),
+             "photo.bmp": (_picture("L", 3000), "BMP", {}),  # BMP does not compress: 9 MB on disk
+             "photo.webp": (_picture("RGB", 2400), "WEBP", {"lossless": True}),
+             "photo.jpeg": (_picture("RGB", 6000), "JPEG", {})}  # draft: decoded at 1/8 scale
+    peaks = {}
+    for name, (img, fmt, kw) in cases.items():
+        data = encode(img, fmt, **kw)
+        del img
+        peaks[name] = _peak_bytes(lambda: to_mnist_uint8(data))
+    assert all(peak < 150e6 for peak in peaks.values()), {n: f"{p / 1e6:.0f} MB" for n, p in peaks.items()}
+    assert peaks["float.tiff"] > 60e6  # the measurement sees the full-size float decode (92 MB): it can fail
+    bomb = encode(_picture("F", 6300), "TIFF", compression="tiff_adobe_deflate")
+    with pytest.raises(ImageInputError, match=r"6300x6300 in mode F: decoding it would take 159 MB.*Shrink"):
+        to_mnist_uint8(bomb)

@@ -3,18 +3,68 @@
 The rule: a browser on the host machine (a loopback client) may, and so may a session that entered the teacher
 key (environment variable REALNVP_TEACHER_KEY, or `teacher_key` in .streamlit/secrets.toml). Everyone else sees
 the runs read-only and uses every exploring page. The pages ask `may_control()` twice: to decide what to offer,
-and again at the moment of acting, so that a crafted or stale rerun cannot act."""
+and again at the moment of acting, so that a crafted or stale rerun cannot act.
+
+A key shorter than MIN_KEY_LENGTH is not used at all (the host's Train page says how to set a good one), and wrong
+guesses are throttled per client address by one server-wide `Throttle` (GUESSES), which a reload or a new tab
+does not reset."""
 from __future__ import annotations
 
 import hmac
 import ipaddress
+import math
 import os
+import threading
+import time
+from collections import OrderedDict
+from typing import Callable
 
 import streamlit as st
 
 KEY_ENV = "REALNVP_TEACHER_KEY"
 SECRET = "teacher_key"
 ACCEPTED = "classroom_key"  # the key this session entered and that matched; kept for this session only
+WRONG = "classroom_wrong"   # what the last entry said (a wrong key, a lock-out), for this session only
+MIN_KEY_LENGTH = 12         # shorter keys are guessable by hand: refused as configuration
+MAKE_KEY = 'python -c "import secrets; print(secrets.token_urlsafe(16))"'
+
+
+class Throttle:
+    """Wrong teacher keys per client address: after `max_wrong` in a row that address is locked out for
+    `lockout_s` seconds, even for the right key. Thread-safe (every session's script thread shares it) and bounded:
+    at most `max_clients` addresses are remembered, the least recently seen forgotten first. `clock` (seconds,
+    monotonic) is injectable so that expiry is testable without sleeping."""
+
+    def __init__(self, max_wrong: int = 5, lockout_s: float = 60.0, max_clients: int = 4096,
+                 clock: Callable[[], float] = time.monotonic):
+        self.max_wrong, self.lockout_s, self.max_clients, self.clock = max_wrong, lockout_s, max_clients, clock
+        self._lock = threading.Lock()
+        self._clients: OrderedDict[str, tuple[int, float]] = OrderedDict()  # address -> (wrong in a row, locked until)
+
+    def wait(self, client: str) -> float:
+        """Seconds this client must still wait before a key is checked again; 0 when it may try."""
+        with self._lock:
+            _, until = self._clients.get(client, (0, 0.0))
+            return max(0.0, until - self.clock())
+
+    def wrong(self, client: str) -> float:
+        """Count a wrong key; returns the lock-out it starts (seconds), 0 when the client may still try."""
+        with self._lock:
+            count, until = self._clients.pop(client, (0, 0.0))
+            count += 1
+            if count >= self.max_wrong:
+                count, until = 0, self.clock() + self.lockout_s
+            self._clients[client] = (count, until)
+            while len(self._clients) > self.max_clients:
+                self._clients.popitem(last=False)
+            return max(0.0, until - self.clock())
+
+    def right(self, client: str) -> None:
+        with self._lock:
+            self._clients.pop(client, None)
+
+
+GUESSES = Throttle()  # one per server process: every session and tab of every client goes through it
 
 
 def is_loopback(address: object) -> bool:
@@ -31,9 +81,14 @@ def is_loopback(address: object) -> bool:
     return ip.is_loopback or bool(mapped and mapped.is_loopback)
 
 
+def usable(configured: str | None) -> bool:
+    """Whether a configured key is long enough to be used at all (MIN_KEY_LENGTH characters, spaces not counted)."""
+    return configured is not None and len(configured.strip()) >= MIN_KEY_LENGTH
+
+
 def key_matches(entered: str | None, configured: str | None) -> bool:
-    """A teacher key in constant time; no key configured, or an empty one, never matches."""
-    if not configured or not configured.strip() or not entered:
+    """A teacher key in constant time; no key configured, or one shorter than MIN_KEY_LENGTH, never matches."""
+    if not usable(configured) or not entered:
         return False
     return hmac.compare_digest(entered.strip().encode(), configured.strip().encode())
 
@@ -68,34 +123,52 @@ def may_control() -> bool:
     return allowed(client_address(), st.session_state.get(ACCEPTED), teacher_key())
 
 
+def _locked_out(seconds: float) -> str:
+    return (f"Too many wrong keys from this computer: try again in {math.ceil(seconds)} s "
+            "(the right key too is refused until then).")
+
+
 def _check_entered(widget: str) -> None:
     entered = st.session_state.get(widget, "")
-    if key_matches(entered, teacher_key()):
-        st.session_state[ACCEPTED] = entered
-        st.session_state.pop("classroom_wrong", None)
-    else:
-        st.session_state.pop(ACCEPTED, None)
-        st.session_state["classroom_wrong"] = bool(entered)
     st.session_state[widget] = ""  # the key does not stay in the field
+    st.session_state.pop(ACCEPTED, None)
+    st.session_state.pop(WRONG, None)
+    if not entered:
+        return
+    client = str(client_address())
+    wait = GUESSES.wait(client)
+    if wait > 0:  # checked before the key: a locked-out client learns nothing, right key or wrong
+        st.session_state[WRONG] = _locked_out(wait)
+    elif key_matches(entered, teacher_key()):
+        st.session_state[ACCEPTED] = entered
+        GUESSES.right(client)
+    else:
+        wait = GUESSES.wrong(client)
+        st.session_state[WRONG] = "That is not the teacher key." + (" " + _locked_out(wait) if wait > 0 else "")
 
 
 def notice(where: str, what: str = "launch, stop, resume or delete training runs") -> bool:
     """For a client that may not act: why, and a field for the teacher key. Returns may_control()."""
+    key = teacher_key()
     if may_control():
         if not is_host():
             st.caption("🔑 Teacher key accepted: this session can launch, stop, resume and delete runs.")
+        elif key is not None and not usable(key) and where == "train":
+            st.warning(f"The teacher key set on this server is shorter than {MIN_KEY_LENGTH} characters, so it is not "
+                       "used: no other computer can unlock this page. Make a good one with "
+                       f"`{MAKE_KEY}` and set it in {KEY_ENV} or as `{SECRET}` in .streamlit/secrets.toml.", icon="⚠️")
         return True
-    configured = teacher_key() is not None
+    configured = usable(key)
     st.info(f"**Classroom mode**: only the computer running the app, or someone with the teacher key, can {what}. "
             "You can watch every run and its live charts here and use all the exploring pages."
-            + ("" if configured else " No teacher key is set on this server: ask the teacher."), icon="🔒")
+            + ("" if configured else " No usable teacher key is set on this server: ask the teacher."), icon="🔒")
     if configured:
         widget = f"teacher_key_{where}"
         st.text_input("Teacher key", type="password", key=widget, on_change=_check_entered, args=(widget,),
                       placeholder="press Enter to unlock", help="Set by the teacher in the environment "
                       f"({KEY_ENV}) or in .streamlit/secrets.toml ({SECRET}).")
-        if st.session_state.get("classroom_wrong"):
-            st.error("That is not the teacher key.", icon="🚫")
+        if st.session_state.get(WRONG):
+            st.error(st.session_state[WRONG], icon="🚫")
     return False
 
 

@@ -74,7 +74,7 @@ def _drawn(key: str) -> tuple[Tensor | None, str]:
 
 def _uploaded(key: str) -> tuple[Tensor | None, str]:
     file = st.file_uploader("Picture of a digit", key=f"{key}_upload",
-                            help="Any size and format Pillow reads. Dark-on-light pictures are inverted "
+                            help="PNG, JPEG, GIF, BMP, WebP or TIFF. Dark-on-light pictures are inverted "
                                  "to MNIST's white-on-black; larger pictures are cropped to the digit and centred.")
     if file is None:
         return None, "Upload a picture of a single digit."

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from playwright.sync_api import sync_playwright
 from app import jobs
 from app.catalog import CHECKPOINT_DIR, CHECKPOINTS_ENV
 from flow.files import ROOT
-from tests.browser.helpers import TEACHER_KEY, own_addresses, screenshot
+from tests.browser.helpers import TEACHER_KEY, screenshot
 from ui.classroom import KEY_ENV as TEACHER_KEY_ENV
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
@@ -49,10 +50,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(base: Path, address: str | None = None, env: dict[str, str] | None = None):
+def _serve(base: Path, address: str | None = None, env: dict[str, str] | None = None, wrap: list[str] = ()):
     """Start the app with copies of two shipped models and one broken file in its checkpoints folder and an empty
     runs folder; yield its Server; stop it and any run it launched. `address`: --server.address (default: what
-    .streamlit/config.toml says, localhost)."""
+    .streamlit/config.toml says, localhost); `wrap`: a command prefix (ip netns exec NAME)."""
     checkpoints, runs = base / "checkpoints", base / "runs"
     checkpoints.mkdir()
     runs.mkdir()
@@ -64,7 +65,7 @@ def _serve(base: Path, address: str | None = None, env: dict[str, str] | None = 
            "OMP_NUM_THREADS": "1", **(env or {})}
     log = base / "server.log"
     with open(log, "wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
+        proc = subprocess.Popen([*wrap, sys.executable, "-m", "streamlit", "run", "streamlit_app.py",
                                  "--server.port", str(port), "--server.headless", "true",
                                  "--browser.gatherUsageStats", "false"]
                                 + (["--server.address", address] if address else []),
@@ -99,18 +100,54 @@ def server(tmp_path_factory) -> Server:
     yield from _serve(tmp_path_factory.mktemp("app"))
 
 
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True, timeout=20)
+
+
+@contextmanager
+def _namespace():
+    """A network namespace of this run's own, joined to this machine by a veth pair on a private /30 of
+    10.213.0.0/16: yields (its name, the namespace's address); both are removed afterwards, whatever happens.
+    Skips (with the reason) where namespaces cannot be made: not root, no iproute2, no CAP_NET_ADMIN."""
+    if shutil.which("ip") is None:
+        pytest.skip("no `ip` command (iproute2): cannot make a network namespace for a student's address")
+    tag = f"{os.getpid() % 100000}"
+    name, host_end, ns_end = f"rnvp-cls-{tag}", f"rnvh{tag}", f"rnvn{tag}"
+    used = subprocess.run(["ip", "-4", "-o", "addr"], capture_output=True, text=True).stdout
+    subnet = next((n for n in range(os.getpid() % 250, 250) if f"10.213.{n}." not in used), None)
+    if subnet is None:
+        pytest.skip("no free 10.213.N.0/30 test subnet for a network namespace")
+    host_ip, ns_ip = f"10.213.{subnet}.1", f"10.213.{subnet}.2"
+    try:
+        _ip("netns", "add", name)
+    except (subprocess.CalledProcessError, OSError) as e:
+        pytest.skip(f"cannot make a network namespace here ({getattr(e, 'stderr', b'') or e!s}): "
+                    "a student's address needs root or CAP_NET_ADMIN")
+    try:
+        _ip("link", "add", host_end, "type", "veth", "peer", "name", ns_end)
+        _ip("link", "set", ns_end, "netns", name)
+        _ip("addr", "add", f"{host_ip}/30", "dev", host_end)
+        _ip("link", "set", host_end, "up")
+        _ip("-n", name, "addr", "add", f"{ns_ip}/30", "dev", ns_end)
+        _ip("-n", name, "link", "set", ns_end, "up")
+        _ip("-n", name, "link", "set", "lo", "up")
+        yield name, ns_ip
+    finally:
+        subprocess.run(["ip", "link", "del", host_end], capture_output=True, timeout=20)  # removes both ends
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=20)
+
+
 @pytest.fixture(scope="session")
 def classroom_server(tmp_path_factory) -> Server:
     """The app opened to the classroom network, with a teacher key in the environment, as seen from a student's
-    machine. How the student is simulated: the server listens on this machine's own non-loopback address (eth0's,
-    e.g. 192.0.2.2; found by own_addresses()) instead of localhost, and Chromium opens that address. The kernel
-    then connects from that interface's address, so the WebSocket's peer, the address Streamlit reports as
-    st.context.ip_address, is 192.0.2.2, not 127.0.0.1 or ::1: to the app it is another machine. Only that
-    address is bound (not 0.0.0.0), so nothing else on the network can reach the test server."""
-    addresses = own_addresses()
-    if not addresses:
-        pytest.skip("this machine has no network address besides loopback: a student's browser cannot be simulated")
-    yield from _serve(tmp_path_factory.mktemp("classroom"), addresses[0], {TEACHER_KEY_ENV: TEACHER_KEY})
+    machine. How the student is simulated: the server runs inside a network namespace that this fixture makes (and
+    removes), listening on the namespace's end of a veth pair (10.213.N.2); Chromium, on this machine, opens that
+    address, so the connection arrives from the other end (10.213.N.1): the WebSocket's peer, the address Streamlit
+    reports as st.context.ip_address, is not 127.0.0.1 or ::1, and to the app it is another machine. No test
+    traffic leaves this machine: the pair joins it only to the namespace."""
+    with _namespace() as (name, address):
+        yield from _serve(tmp_path_factory.mktemp("classroom"), address, {TEACHER_KEY_ENV: TEACHER_KEY},
+                          wrap=["ip", "netns", "exec", name])
 
 
 @pytest.fixture(scope="session")

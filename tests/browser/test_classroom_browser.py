@@ -1,10 +1,10 @@
 """Classroom mode in a real browser on another machine's address: a student watches runs but cannot launch, stop or
 delete them; the same browser can once the teacher key is entered.
 
-How the client address is simulated (see the classroom_server fixture): the server listens only on this machine's
-non-loopback address (eth0's, e.g. 192.0.2.2) and Chromium opens http://192.0.2.2:PORT, so the WebSocket's peer
-address, which Streamlit reports as st.context.ip_address, is 192.0.2.2 and not loopback: exactly what a student's
-laptop on the classroom network looks like to the app (only its number differs)."""
+How the client address is simulated (see the classroom_server fixture): the server runs in a network namespace the
+fixture makes, on one end of a veth pair (10.213.N.2), and Chromium opens http://10.213.N.2:PORT from this machine,
+so the WebSocket's peer address, which Streamlit reports as st.context.ip_address, is 10.213.N.1 and not loopback:
+exactly what a student's laptop on the classroom network looks like to the app (only its number differs)."""
 import json
 import time
 
@@ -39,9 +39,9 @@ def _no_controls(page) -> None:
 
 
 def test_a_student_cannot_launch_stop_or_delete_and_can_with_the_teacher_key(classroom_server, new_page):
-    assert not classroom_server.url.startswith("http://127.")
+    assert classroom_server.url.startswith("http://10.213.")
     _finished_run(classroom_server.runs, "lesson")
-    student, teacher = new_page(), new_page()  # two browser contexts, both on 192.0.2.2: neither is the host
+    student, teacher = new_page(), new_page()  # two browser contexts, both from 10.213.N.1: neither is the host
 
     open_page(student, classroom_server, "train?run=lesson", "Train")
     main = student.get_by_test_id("stMain")
@@ -81,3 +81,38 @@ def test_a_student_cannot_launch_stop_or_delete_and_can_with_the_teacher_key(cla
     teacher.get_by_role("button", name="Delete for good").click()
     expect(teacher.get_by_test_id("stMain")).to_contain_text("lesson: finished", timeout=60_000)
     assert not (classroom_server.runs / "demo").exists() and (classroom_server.runs / "lesson").is_dir()
+
+
+def _forwarding(browser, forwarded_for: str):
+    """A tab whose every request, the WebSocket's handshake included, carries X-Forwarded-For: what a reverse proxy
+    adds (or what a student could forge)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000},
+                                  extra_http_headers={"X-Forwarded-For": forwarded_for})
+    context.set_default_timeout(60_000)
+    return context, context.new_page()
+
+
+def test_behind_a_proxy_on_the_host_students_keep_their_own_address(server, browser, page):
+    """Streamlit's server (uvicorn) takes X-Forwarded-For from a loopback peer, such as a reverse proxy on the host:
+    the forwarded student is not the host. The same server without the header, from loopback: the host."""
+    context, proxied = _forwarding(browser, "192.0.2.77")
+    try:
+        open_page(proxied, server, "train", "Train")
+        expect(proxied.get_by_test_id("stMain").get_by_test_id("stAlert").first).to_contain_text("Classroom mode")
+        expect(proxied.get_by_test_id("stMain")).to_contain_text("ask the teacher")
+        _no_controls(proxied)
+    finally:
+        context.close()
+    open_page(page, server, "train", "Train")
+    expect(page.get_by_test_id("stMain").get_by_text("Classroom mode")).to_have_count(0)
+
+
+def test_a_student_cannot_claim_to_be_the_host_by_header(classroom_server, browser):
+    """X-Forwarded-For from a peer that is not loopback is ignored: forging 127.0.0.1 unlocks nothing."""
+    context, forged = _forwarding(browser, "127.0.0.1")
+    try:
+        open_page(forged, classroom_server, "train", "Train")
+        expect(forged.get_by_test_id("stMain").get_by_test_id("stAlert").first).to_contain_text("Classroom mode")
+        _no_controls(forged)
+    finally:
+        context.close()
