@@ -46,7 +46,7 @@ def _panels(panels: list[dict], colouraxes: dict[str, dict], cols: int | None = 
                                 "scaleanchor": f"x{ax}", "constrain": "domain"}
         layout["annotations"].append({"text": p["title"], "x": x0 + width / 2, "y": top - title, "xref": "paper",
                                       "yref": "paper", "yanchor": "bottom", "showarrow": False,
-                                      "font": {"size": 12}})
+                                      "font": {"size": 13}})
         heat = {"z": p["z"], "coloraxis": p["axis"], "xaxis": f"x{ax}", "yaxis": f"y{ax}",
                 "hovertemplate": p.get("hover", "row %{y}, col %{x}: %{z:.3f}<extra></extra>")}
         if "customdata" in p:
@@ -179,8 +179,8 @@ def decomposition_figure(dec: Decomposition, units: str, highlight: int | None) 
         *legend,
     ], {"height": 380, "margin": {"l": 0, "r": 0, "t": 10, "b": 0}, "barmode": "overlay",
         "yaxis": {"title": {"text": unit}, "automargin": True},
-        "xaxis": {"tickangle": -50, "tickfont": {"size": 10}, "automargin": True}, "bargap": 0.15,
-        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0, "font": {"size": 11}}})
+        "xaxis": {"tickangle": -50, "tickfont": {"size": 12}, "automargin": True}, "bargap": 0.15,
+        "legend": {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 0, "font": {"size": 13}}})
 
 
 def ks_figure(steps: Steps, i: int, noise_level: float | None = None) -> go.Figure:
@@ -220,12 +220,23 @@ def state_figure(steps: Steps, i: int) -> go.Figure:
                    {"coloraxis": axis}, size=320)
 
 
-def filmstrip(steps: Steps, scale: int = 2) -> Image.Image:
-    """Every step of a trace as a small grayscale picture (each stretched to its own range), in order."""
-    pics = torch.from_numpy(np.stack([steps.pixels(i) for i in range(len(steps))]))[:, None]
+FILM = 10  # pictures at most in the generation filmstrip: about 80 px each across a 1280-px page, legible far off
+
+
+def film_steps(n: int, most: int = FILM) -> list[int]:
+    """Which of a trace's n steps the filmstrip shows: the first and the last and, between, steps evenly spaced,
+    `most` in all (every step when there are no more)."""
+    return sorted({round(k) for k in np.linspace(0, n - 1, min(n, most))})
+
+
+def filmstrip(steps: Steps, scale: int = 3, most: int = FILM) -> tuple[Image.Image, list[int]]:
+    """The `film_steps` of a trace as grayscale pictures in a row (each stretched to its own range), and which
+    steps they are."""
+    shown = film_steps(len(steps), most)
+    pics = torch.from_numpy(np.stack([steps.pixels(i) for i in shown]))[:, None]
     lo = pics.amin((1, 2, 3), keepdim=True)
     hi = pics.amax((1, 2, 3), keepdim=True)
-    return image_grid((pics - lo) / (hi - lo).clamp_min(1e-6), nrow=len(steps), scale=scale)
+    return image_grid((pics - lo) / (hi - lo).clamp_min(1e-6), nrow=len(shown), scale=scale), shown
 
 
 # ----- 2-D models ------------------------------------------------------------------------------------------
@@ -245,6 +256,13 @@ def points_figure(points: np.ndarray, colour: np.ndarray, grid: np.ndarray, per_
         "yaxis": {"range": [-extent, extent], "scaleanchor": "x", "zeroline": False}})
 
 
+def plane_extent(states: np.ndarray, share: float = 99.5) -> float:
+    """The half-width of a square plane, in whole units, that holds `share` % of the points of every state
+    (S, N, 2) with half a unit to spare: the rare far point of one block does not shrink every frame."""
+    reach = np.abs(np.asarray(states)).max(-1)  # (S, N): how far out each point is, along the farther axis
+    return float(np.ceil(np.percentile(reach, share, axis=1).max() + 0.5))
+
+
 def density_figure(ticks: np.ndarray, dens: np.ndarray, data: np.ndarray) -> go.Figure:
     """The learned density p(x) as a heat map, with a sample of the training data on top."""
     return go.Figure([
@@ -255,6 +273,14 @@ def density_figure(ticks: np.ndarray, dens: np.ndarray, data: np.ndarray) -> go.
     ], {"height": 460, "margin": {"l": 0, "r": 0, "t": 30, "b": 0},
         "title": {"text": "learned density p(x) and the data", "font": {"size": 13}},
         "xaxis": {"range": [ticks[0], ticks[-1]]}, "yaxis": {"scaleanchor": "x", "range": [ticks[0], ticks[-1]]}})
+
+
+# An animation's title: a bold line and a plain caption line under it, at the top left of the figure. plotly.js
+# anchors a two-line title's top about a caption line (15 px) too high, which cut the bold line at the chart's top
+# edge (issue 28): the pad makes up for it. TITLED: the top margin that holds both lines and the subplot titles.
+TITLE = {"x": 0, "xanchor": "left", "yref": "container", "y": 1, "yanchor": "top", "pad": {"t": 21, "l": 4},
+         "font": {"size": 16}}
+TITLED = 74
 
 
 # ----- animations (app.animation): every step sent once, stepped and played by plotly.js in the browser -------
@@ -361,12 +387,12 @@ def flow_animation(steps: Steps, dec: Decomposition, units: str, captions: list[
                          constrain="domain", row=1, col=k)
     fig.update_xaxes(range=[-5, 5], row=2, col=1)
     fig.update_yaxes(rangemode="tozero", row=2, col=2)
-    fig.update_xaxes(type="category", nticks=9, tickfont={"size": 9}, tickangle=0, row=2, col=3)
-    fig.update_annotations(font={"size": 12})
+    fig.update_xaxes(type="category", nticks=7, tickfont={"size": 12}, tickangle=0, row=2, col=3)
+    fig.update_xaxes(tickfont={"size": 12}, row=2)
+    fig.update_yaxes(tickfont={"size": 12}, row=2)
+    fig.update_annotations(font={"size": 13})
     fig.update_layout(look(start), height=500, showlegend=False, barmode="overlay", bargap=0.1,
-                      margin={"l": 10, "r": 10, "t": 64, "b": 10},
-                      title={"x": 0, "xanchor": "left", "yref": "container", "y": 1, "yanchor": "top",
-                             "pad": {"t": 6}, "font": {"size": 16}})
+                      margin={"l": 10, "r": 10, "t": TITLED, "b": 10}, title=TITLE)
     frames = [{"name": str(i), "data": dynamic(i), "traces": list(range(6)), "layout": look(i)} for i in range(len(steps))]
     return animate(fig, frames, start, "Block ")
 
@@ -386,8 +412,7 @@ def compare_animation(sides: list[tuple[str, Steps, Decomposition]], start: int 
     with that block highlighted. A frame per fraction in `FRACTIONS`, played in the browser."""
     fig = make_subplots(rows=2, cols=2, row_heights=[0.55, 0.45], vertical_spacing=0.1, horizontal_spacing=0.08,
                         subplot_titles=[name for name, _, _ in sides] + [
-                            f"{dec.bits_per_dim:.3f} bits/dim: the 8-bit scale, each block, log N(z)"
-                            for _, _, dec in sides])
+                            f"{dec.bits_per_dim:.3f} bits/dim, term by term" for _, _, dec in sides])
     terms, values, bases = zip(*(_waterfall(dec, "bpd") for _, _, dec in sides))  # per side, the same every frame
 
     def dynamic(f: float) -> list[dict]:
@@ -423,9 +448,7 @@ def compare_animation(sides: list[tuple[str, Steps, Decomposition]], start: int 
         fig.update_yaxes(matches="y3", row=2, col=col)  # one bits/dim scale for both models
     fig.update_annotations(font={"size": 13})
     fig.update_layout(look(FRACTIONS[start]), height=560, showlegend=False, barmode="overlay",
-                      margin={"l": 10, "r": 10, "t": 64, "b": 10},
-                      title={"x": 0, "xanchor": "left", "yref": "container", "y": 1, "yanchor": "top",
-                             "pad": {"t": 6}, "font": {"size": 16}})
+                      margin={"l": 10, "r": 10, "t": TITLED, "b": 10}, title=TITLE)
     frames = [{"name": str(k), "data": dynamic(f), "traces": list(range(4)), "layout": look(f)}
               for k, f in enumerate(FRACTIONS)]
     return animate(fig, frames, start, "", [f"{f:.0%}" for f in FRACTIONS])

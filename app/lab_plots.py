@@ -45,16 +45,43 @@ def kinds_figure(results: dict[str, np.ndarray], titles: dict[str, str], yours: 
     return fig
 
 
+def box_range(values: list[np.ndarray], band: tuple[float, float]) -> tuple[float, float]:
+    """A y-range that shows every box whole and `band`, but not far outliers: from the lowest value to the highest
+    upper whisker (Tukey's fence, Q3 + 1.5 IQR, at most the box's largest value), padded by 5 %. One sample at
+    10 bits/dim among others at 1 to 2 would otherwise squash every box into a line."""
+    fences = [min(float(np.max(v)), q3 + 1.5 * (q3 - q1)) for v in values for q1, q3 in [np.percentile(v, [25, 75])]]
+    lo = min(band[0], *(float(np.min(v)) for v in values))
+    hi = max(band[1], *fences)
+    pad = 0.05 * (hi - lo or 1.0)
+    return lo - pad, hi + pad
+
+
 def temperature_figure(sweep: dict[float, np.ndarray], test: np.ndarray) -> go.Figure:
     """Bits/dim of the samples at each temperature (a box each) against the test digits' 5-95 % band
-    and median."""
+    and median. The y-axis is linear and cut at `box_range`'s top: samples above it are drawn as ▲ on the top
+    edge, their value in the hover and the count under the tick label ("T = 1.5<br>1 ▲ off scale")."""
     lo, mid, hi = np.percentile(test, [5, 50, 95])
-    fig = go.Figure([go.Box(y=b, name=f"T = {t:g}", marker_color=OTHER, boxpoints="all", jitter=0.4,
-                            pointpos=0, hovertemplate="%{y:.3f} bits/dim<extra></extra>") for t, b in sweep.items()])
-    fig.add_hrect(lo, hi, fillcolor=TEST, opacity=0.12, line_width=0,
-                  annotation_text="test digits, 5-95 %", annotation_position="top left")
-    fig.add_hline(mid, line_dash="dot", line_color=TEST, annotation_text=f"median test digit {mid:.2f}",
-                  annotation_position="bottom right")
-    fig.update_layout(height=380, showlegend=False, margin={"l": 10, "r": 10, "t": 10, "b": 10},
-                      yaxis={"title": {"text": "bits/dim of the 8-bit sample"}, "automargin": True})
+    bottom, top = box_range(list(sweep.values()), (lo, hi))
+    names = {t: f"T = {t:g}" + (f"<br>{int((b > top).sum())} ▲ off scale" if (b > top).any() else "")
+             for t, b in sweep.items()}
+    boxes = [go.Box(y=b, x=[names[t]] * len(b), name=names[t], marker_color=OTHER, boxpoints="all", jitter=0.4,
+                    pointpos=0, hovertemplate="%{y:.3f} bits/dim<extra></extra>", showlegend=False)
+             for t, b in sweep.items()]
+    off = [(names[t], v) for t, b in sweep.items() for v in b[b > top]]
+    marks = [go.Scatter(x=[n for n, _ in off], y=[top] * len(off), customdata=[v for _, v in off], mode="markers",
+                        marker={"symbol": "triangle-up", "size": 11, "color": OTHER}, cliponaxis=False,
+                        name="off scale (above the top)", hovertemplate="%{customdata:.3f} bits/dim, off scale"
+                        "<extra></extra>")] if off else []
+    key = [go.Scatter(x=[None], y=[None], mode="lines", line={"color": TEST, "width": 10}, opacity=0.25,
+                      name="test digits, 5-95 %"),
+           go.Scatter(x=[None], y=[None], mode="lines", line={"color": TEST, "dash": "dot"},
+                      name=f"median test digit {mid:.2f}")]  # the band's and the line's key, in the legend
+    fig = go.Figure([*boxes, *marks, *key])
+    fig.add_hrect(lo, hi, fillcolor=TEST, opacity=0.12, line_width=0, layer="below")
+    fig.add_hline(mid, line_dash="dot", line_color=TEST)
+    fig.update_layout(height=400, margin={"l": 10, "r": 10, "t": 10, "b": 10},
+                      legend={"orientation": "h", "x": 0, "y": 1.0, "yanchor": "bottom", "font": {"size": 13}},
+                      xaxis={"tickfont": {"size": 13}, "automargin": True},
+                      yaxis={"title": {"text": "bits/dim of the 8-bit sample"}, "automargin": True,
+                             "range": [bottom, top], "autorange": False, "tickfont": {"size": 13}})
     return fig

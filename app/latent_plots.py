@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -13,6 +14,15 @@ from torch import Tensor
 from flow.viz import PAD, image_grid
 
 MIN_HEIGHT = 40  # px: a long strip's frames stay big enough to see
+
+
+def export_name(what: str, *details: str, ext: str) -> str:
+    """A download's file name that says what it shows: "interpolation_realnvp-mnist_3-0_to_8-0_slerp.png".
+    Each detail is cut down to letters, digits, '.', '-' and '+' (a run's name or an upload's could hold
+    anything), and empty details are left out."""
+    parts = [re.sub(r"-+", "-", re.sub(r"\.\.+", "", re.sub(r"[^A-Za-z0-9.+-]+", "-", d))).strip("-.")
+             for d in (what, *details)]  # no "..": a name, never a path
+    return "_".join(p for p in parts if p) + "." + ext
 
 
 def png_bytes(img: Image.Image) -> bytes:

@@ -16,7 +16,7 @@ from ui.noise import noise_seed_input
 from ui.player import stepper
 from ui.sidebar import KEY as MODEL_KEY, current_model
 from ui.training import plane
-from ui.url_state import BIND
+from ui.url_state import BIND, url_int, whole_number
 
 PLAIN = {"displayModeBar": False}  # no plotly toolbar over the small maps
 
@@ -150,8 +150,9 @@ def density(path: str, version: float, _model) -> tuple[np.ndarray, np.ndarray]:
 
 def opening(n: int) -> int:
     """The step an animation opens at: the block stepper's, or on a session's first run the URL's."""
-    value = st.session_state.get("block", st.query_params.get("block", "0"))
-    return min(int(value), n - 1) if str(value).isdigit() else 0
+    if "block" in st.session_state:  # a step past this model's last (another model's) opens at its last
+        return min(whole_number(st.session_state["block"], 0, 10**9) or 0, n - 1)
+    return min(url_int("block", 0, 10**9) or 0, n - 1)
 
 
 def digest(array: np.ndarray) -> str:
@@ -205,12 +206,13 @@ model, entry = picked
 ident = (str(entry.path), entry.version)
 
 if entry.is_image_model:
-    st.markdown("How the flow turns a digit into Gaussian noise, one block at a time, and the same blocks "
-                "run backwards to turn noise into a digit. Pick a digit, then move the slider or press play.")
-    with st.container(border=True):
-        digit = digit_input("explorer", "Digit")
-        mode, seed_box = st.columns([3, 2], vertical_alignment="bottom")
-        with_noise = mode.radio("Trace", TRACE_MODES, key="trace_mode", horizontal=True, bind=BIND,
+    st.markdown("A digit turned into Gaussian noise block by block, and back: pick one, then press play.")
+    with st.container(border=True):  # the digit beside how it is traced: the animation starts on the first screen
+        pick, settings = st.columns([3, 2])
+        with pick:
+            digit = digit_input("explorer", "Digit")
+        mode, seed_box = settings, settings
+        with_noise = mode.radio("Trace", TRACE_MODES, key="trace_mode", bind=BIND,
                                 help="The model was trained on pixels plus uniform noise: that is what it "
                                      "turns into Gaussian noise. Without the noise, at the bin centres, it "
                                      "gives a much shorter, non-Gaussian code.") == TRACE_MODES[0]
@@ -235,9 +237,10 @@ if entry.is_image_model:
                 f"{noise_seed}` score it.{card} Another noise draw moves one digit's figure by up to about a tenth.")
 
     head, unit_box = st.columns([2, 1], vertical_alignment="bottom")
-    head.header("Digit → noise")
+    head.subheader("Digit → noise")
     units = unit_box.segmented_control("Likelihood in", ["nats", "bits/dim"], default="bits/dim", key="units",
-                                       bind=BIND)
+                                       bind=BIND, label_visibility="collapsed",  # a row lower: the animation
+                                       help="The likelihood's unit in the bar chart")  # starts on the first screen
     captions = [BRIEF["data" if with_noise else "centres"]] + [
         f"{BRIEF[kind]} Inverts to {sci(err)}." for kind, err in zip(steps.kinds[1:], steps.roundtrip[1:])]
     level = explore.ks_noise_level(model.dim)
@@ -307,8 +310,12 @@ if entry.is_image_model:
             gen_seed = c3.number_input("Seed", 0, 10**6, 0, key="gen_seed", bind=BIND)
             z, start_key = model.latents(1, temperature, gen_seed), f"noise:{temperature}:{gen_seed}"
         back = generated(*ident, start_key, model, z)
-        st.image(plots.filmstrip(back), caption="every step, from the latent (left) to the picture (right); each "
-                 "stretched to its own grey range", width="stretch")
+        film, shown = plots.filmstrip(back)
+        # about 84 px a picture, at most the page's width: on a projector across the room, not 45 of 18 px
+        st.container(key="filmstrip").image(
+            film, width=84 * len(shown), caption=f"Steps {', '.join(map(str, shown))} of the {len(back)}, from the "
+            "latent (left) to the picture (right), each stretched to its own grey range; the animation below steps "
+            "through every one.")
         text, pic = st.columns([2, 3])
         with text:
             st.markdown("**What undoing each kind of block does**")
@@ -323,15 +330,21 @@ if entry.is_image_model:
     toy_training_offer()
 
 else:
+    data = make_toy(entry.data, 1500, seed=1)
+    spread = float(explore.decomposition(model, traced(*ident, "points", None, model, data)).logdets.sum())
     st.markdown("A 2-D flow bends the plane, like Figure 1 of the Real NVP paper: **inference** $x \\to z$ "
                 "carries the data onto a standard Gaussian, **generation** $z \\to x$ carries Gaussian samples "
-                "onto the data. The grid shows how space is stretched: where cells shrink going $x \\to z$, "
-                "the density $p(x) = \\mathcal N(z)\\,|\\det \\partial z/\\partial x|$ is high.")
+                "onto the data. The grid shows how space is stretched, and "
+                "$p(x) = \\mathcal N(z)\\,|\\det \\partial z/\\partial x|$ says what that does to the density: "
+                "where the flow expands space going $x \\to z$ (grid cells grow, "
+                "$|\\det \\partial z/\\partial x| > 1$), $p(x)$ is higher than $\\mathcal N(z)$; where it "
+                "shrinks them, lower. "
+                f"Over the {len(data)} training points drawn on the density map, this model's mean $\\log|\\det \\partial z/\\partial x|$ is "
+                f"**{spread:+.2f} nats**: it {'expands' if spread > 0 else 'shrinks'} space there on average.")
     c1, c2, c3 = st.columns([2, 2, 1])
     direction = c1.radio("Direction", ["inference x → z", "generation z → x"], key="toy_direction", horizontal=True,
                          bind=BIND)
     grid, per_line = explore.grid_lines()
-    data = make_toy(entry.data, 1500, seed=1)
     if direction == "inference x → z":
         start, toy_key = data, "points"
         steps = traced(*ident, toy_key, None, model, start)
@@ -343,7 +356,7 @@ else:
         steps = generated(*ident, toy_key, model, start)
         lines = generated(*ident, "grid", model, grid)
     colour = np.arctan2(start[:, 1].numpy(), start[:, 0].numpy())  # follow each point by where it started
-    extent = float(np.ceil(np.percentile(np.abs(steps.states), 99.5) + 0.5))
+    extent = plots.plane_extent(steps.states)
     ticks, dens = density(*ident, model)
     titles = [f"{i}. {name} · KS to N(0, I): {ks:.3f}" for i, (name, ks) in enumerate(zip(steps.names, steps.ks))]
     left, right = st.columns(2)

@@ -62,6 +62,12 @@ if view == VIEWS[0]:
     with st.expander("Score your own input: draw a letter, or upload a picture", expanded=False):
         mine = digit_input("lab", "Your input")
     yours = None if mine is None else float(lab.bits(model, mine, seed)[0])
+    if st.session_state.get("lab_source", "Test digit") == "Test digit":  # not the user's own: say which it is
+        picked = (st.session_state.get("lab_class", "any"), st.session_state.get("lab_index", 0))
+        what = f"test digit #{picked[1]}" + ("" if picked[0] == "any" else f" of class {picked[0]}") + (
+            " (the default: draw or upload your own in the box above)" if picked == ("any", 0) else "")
+    else:
+        what = "your " + ("drawing" if st.session_state["lab_source"] == "Draw" else "upload")
     rows = {kind: lab.summary(results[kind], test) for kind in lab.KINDS}
     titles = {kind: f"<b>{kind}</b> · median {rows[kind]['median']:.2f}"
               + ("" if kind == "test digits" else f" · {rows[kind]['share_below_test_median']:.0%} beat the median "
@@ -73,7 +79,7 @@ if view == VIEWS[0]:
                  caption="six of each kind, in the chart's order: " + ", ".join(lab.KINDS))
     chart.plotly_chart(lab_plots.kinds_figure(results, titles, yours), key="lab_kinds")
     if yours is not None:
-        st.markdown(f":orange[**Your input: {yours:.3f} bits/dim**], better than "
+        st.markdown(f":orange[**The orange line, {what}: {yours:.3f} bits/dim**], better than "
                     f"{(yours < test).mean():.0%} of the {n} test digits.")
     st.dataframe(pd.DataFrame([{"input": kind, "what it is": lab.KINDS[kind][0], "median bits/dim": r["median"],
                                 "5 %": r["p5"], "95 %": r["p95"], "beat the median test digit": r["share_below_test_median"]}

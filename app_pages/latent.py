@@ -50,6 +50,15 @@ def encode(digits: list[torch.Tensor]) -> torch.Tensor:
     return torch.stack([_encode(str(entry.path), entry.version, d.numpy().tobytes(), model) for d in digits])
 
 
+def digit_tag(key: str) -> str:
+    """What a download's name says of the digit picked under `key`: "3-12" (class 3, index 12 of that class),
+    "any-5", or "drawn" / "uploaded"."""
+    source = st.session_state.get(f"{key}_source", "Test digit")
+    if source != "Test digit":
+        return "drawn" if source == "Draw" else "uploaded"
+    return f"{st.session_state.get(f'{key}_class', 'any')}-{st.session_state.get(f'{key}_index', 0)}"
+
+
 def downloads(*files: tuple[str, bytes, str, str]) -> None:
     with st.container(horizontal=True):
         for label, data, name, mime in files:
@@ -98,8 +107,32 @@ def interpolation(shown: bool) -> None:
                "|z|/√D ≈ 0.48 rather than 1, and the frames between them are cleaner: 1.34 bits/dim half-way, "
                "against 1.76 for codes with noise (the shipped model, 20 pairs). The Layer Explorer shows both "
                "kinds of code.")
-    downloads(("Strip (PNG)", latent_plots.png_of(frames, n), "interpolation.png", "image/png"),
-              ("Animation (GIF)", gif, "interpolation.gif", "image/gif"))
+    midway(z, part)
+    name = [entry.name, digit_tag("from"), "to", digit_tag("to"), method, "" if part == "all" else part]
+    downloads(("Strip (PNG)", latent_plots.png_of(frames, n), latent_plots.export_name("interpolation", *name, ext="png"),
+               "image/png"),
+              ("Animation (GIF)", gif, latent_plots.export_name("interpolation", *name, ext="gif"), "image/gif"))
+
+
+def midway(z: torch.Tensor, part: str) -> None:
+    """Why the two paths score differently half-way: the numbers of both midpoints, and what they mean."""
+    mids = torch.stack([latent.interpolate(model, z[0], z[1], 3, m, part)[1] for m in latent.METHODS])
+    _, bits = decode(mids)
+    score = dict(zip(latent.METHODS, bits.tolist()))
+    size = dict(zip(latent.METHODS, (mids.norm(dim=1) / math.sqrt(model.dim)).tolist()))
+    ends = (z.norm(dim=1) / math.sqrt(model.dim)).tolist()
+    lower = min(score, key=score.get)
+    st.caption(
+        f"**Half-way, slerp against linear.** The two codes have lengths |z|/√D = {ends[0]:.2f} and {ends[1]:.2f}; "
+        f"half-way slerp's point has {size['slerp']:.2f}, the straight line's {size['linear']:.2f}: a straight "
+        "line between two points on a sphere cuts inside it, nearer the Gaussian's peak at z = 0, where the density "
+        f"is highest. Here the linear midpoint scores {score['linear']:.3f} bits/dim and slerp's {score['slerp']:.3f}"
+        + (": the model finds the shorter, blurrier frame *more* likely. High density is not typicality: Gaussian "
+           "draws in 784 dimensions almost never land near the peak but on a thin shell at |z| ≈ √D, so a likely "
+           "point can look less like a digit than the typical ones." if lower == "linear" else
+           ": here slerp's midpoint scores lower, so the shorter latent is not the more likely frame for this "
+              "pair. The density at z is only one of its two factors; the flow's log-det at the decoded frame is "
+              "the other."))
 
 
 @st.fragment
@@ -121,6 +154,7 @@ def manifold(shown: bool) -> None:
                                          "from 0 to π/2, so the corners are your four digits. On: n steps of 2π/n "
                                          "once around the circle, through minus each latent too; with a grid size "
                                          "divisible by 4 the grid passes through each digit.")
+        bits = None
         if any(d is None for d in digits):
             grid.info("Choose all four digits to draw the manifold.")
         elif shown:
@@ -130,11 +164,15 @@ def manifold(shown: bool) -> None:
                       for i in range(n * n)]
             grid.plotly_chart(latent_plots.grid_figure(frames, n, labels, width=300), key="manifold_grid",
                               config={"displayModeBar": False})
-            downloads(("Manifold (PNG)", latent_plots.png_of(frames, n), "manifold.png", "image/png"))
+            name = [entry.name, *(digit_tag(k) for k in corners), f"{n}x{n}", "full-turn" if full_turn else ""]
+            downloads(("Manifold (PNG)", latent_plots.png_of(frames, n),
+                       latent_plots.export_name("manifold", *name, ext="png"), "image/png"))
     st.latex(r"z(a, b) = \cos a\,(\cos b\; z_1 + \sin b\; z_2) + \sin a\,(\cos b\; z_3 + \sin b\; z_4)")
     st.caption("The latent manifold of the Real NVP paper (Sec. 4.2, drawn there from four validation "
                "images): four encoded digits span a curved sheet of latents of about their length; each "
-               "cell decodes one point of it.")
+               "cell decodes one point of it."
+               + ("" if bits is None else f" Bits/dim of the cells: {bits.min():.3f} to {bits.max():.3f}, mean "
+                                          f"{bits.mean():.3f} (hover a cell for its own)."))
 
 
 @st.fragment
@@ -157,7 +195,8 @@ def samples(shown: bool) -> None:
         st.caption("Samples decode z ~ N(0, T² I). Temperature T < 1 draws latents nearer the centre: "
                    "cleaner, more typical digits, less variety. At T = 0 every sample is the decoded zero latent.")
         downloads(("Samples (PNG)", latent_plots.png_of(frames, math.isqrt(n)),
-                   f"samples-T{temperature:.2f}-seed{sample_seed}.png", "image/png"))
+                   latent_plots.export_name("samples", entry.name, f"T{temperature:.2f}", f"seed{sample_seed}",
+                                            ext="png"), "image/png"))
 
 
 tab_walk, tab_manifold, tab_samples = st.tabs(["Interpolate", "Manifold", "Sample"], key="tab", bind=BIND)

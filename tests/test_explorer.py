@@ -285,6 +285,11 @@ def test_generation_section_from_noise_and_from_the_code():
 def test_page_renders_for_a_2d_model_in_both_directions():
     at = open_page(MOONS)
     assert {c.key for c in at.get("plotly_chart")} == TOY_CHARTS
+    model = load_checkpoint(MOONS)  # the introduction's log-det is the model's, over the points it names
+    spread = explore.decomposition(model, explore.explore(model, make_toy("moons", 1500, seed=1), None)).logdets.sum()
+    intro = next(m.value for m in at.markdown if m.value.startswith("A 2-D flow"))
+    assert spread == pytest.approx(1.587, abs=0.01) and f"**{spread:+.2f} nats**: it expands space" in intro
+    assert "where cells shrink" not in intro  # issue 28: expanding space going x -> z is what raises p(x)
     at.slider(key="block").set_value(4).run()
     assert not at.exception and heading(at).startswith("#### 4. ")
     assert chart(at, "toy_chart")["frames"][4]["layout"]["title"]["text"].startswith("4. ")

@@ -164,6 +164,13 @@ def test_grid_figure_puts_each_label_on_its_frame():
     assert grid[round(marks.y[3]), round(marks.x[3])] == 0
 
 
+def test_download_names_say_what_the_picture_shows():
+    name = latent_plots.export_name("interpolation", "realnvp-res1-w64-mnist", "3-0", "to", "8-12", "slerp", "",
+                                    ext="gif")
+    assert name == "interpolation_realnvp-res1-w64-mnist_3-0_to_8-12_slerp.gif"
+    assert latent_plots.export_name("manifold", "my run/../x y", ext="png") == "manifold_my-run-x-y.png"
+
+
 # ----- the page ------------------------------------------------------------------------------
 @pytest.fixture
 def catalog(tmp_path, monkeypatch):
@@ -200,6 +207,14 @@ def test_page_renders_its_controls_and_answers_them(catalog):
     assert {c.key for c in at.get("plotly_chart")} == {"strip", "bits_chart"}  # ... but only the open one decodes
     assert [b.proto.label for b in at.get("download_button")] == ["Strip (PNG)", "Animation (GIF)"]
     assert len(hover_labels(at, "strip")) == 16 and "bits/dim" in hover_labels(at, "strip")[0]
+    model, (images, labels) = load_checkpoint(catalog / "realnvp-small.safetensors"), load_mnist("test")
+    ends = torch.stack([images[(labels == c).nonzero()[0, 0]] for c in (3, 8)]).unsqueeze(1)  # index 0 of each
+    z = latent.encode_digits(model, ends)
+    mids = torch.stack([latent.interpolate(model, z[0], z[1], 3, m)[1] for m in latent.METHODS])
+    bits = dict(zip(latent.METHODS, latent.decode_with_bits(model, mids, 0)[1].tolist()))
+    why = next(c.value for c in at.caption if c.value.startswith("**Half-way"))
+    assert f"linear midpoint scores {bits['linear']:.3f} bits/dim and slerp's {bits['slerp']:.3f}" in why
+    assert ("High density is not typicality" in why) == (bits["linear"] < bits["slerp"])
     at.slider(key="frames").set_value(6)
     at.radio(key="method").set_value("linear")
     at.radio(key="part").set_value("coarse").run()
@@ -208,6 +223,7 @@ def test_page_renders_its_controls_and_answers_them(catalog):
     at = open_page(catalog / "realnvp-small.safetensors", "Manifold")
     assert {c.key for c in at.get("plotly_chart")} == {"manifold_grid"} and len(hover_labels(at, "manifold_grid")) == 81
     assert [b.proto.label for b in at.get("download_button")] == ["Manifold (PNG)"]
+    assert any("Bits/dim of the cells:" in c.value for c in at.caption)  # the footnote's figure is on the tab
 
     at = open_page(catalog / "realnvp-small.safetensors", "Sample")
     assert {c.key for c in at.get("plotly_chart")} == {"samples_grid"} and len(hover_labels(at, "samples_grid")) == 64

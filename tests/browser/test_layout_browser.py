@@ -1,7 +1,11 @@
 """The app on a classroom projector (1024x768 and 1280x720): no label, button, value or tab is cut, and the Latent
 Playground shows its controls and its picture on one 1280x720 screen."""
+import re
+import shutil
+
 import pytest
 
+from app import explore_plots as plots
 from tests.browser.helpers import open_page, screenshot
 
 SIZES = [(1024, 768), (1280, 720)]
@@ -105,3 +109,75 @@ def test_the_latent_playground_shows_controls_and_picture_on_one_screen(server, 
         const box = document.querySelector(`.st-key-${key}`)?.getBoundingClientRect();
         return !box || box.top < 0 || box.bottom > innerHeight || box.height === 0; })""", [*controls, picture])
     assert off == [], f"below the first screen or not drawn: {off}"
+
+
+# (page, the animation's container, its title's start): issue 28 met both titles cut at the top
+ANIMATIONS = [("explorer", "Layer Explorer", "flow_animation", "0. input"),
+              ("compare", "Compare models", "compare_animation", "0% of the way")]
+
+# every text of a plotly chart (its title, subplot titles, tick labels, slider marks, buttons) whose box is not
+# inside the chart's own box, as "text: box"
+OUT_OF_CHART = """chart => {
+  const frame = chart.getBoundingClientRect();
+  const cut = [];
+  for (const t of chart.querySelectorAll('text')) {
+    const b = t.getBoundingClientRect();
+    if (!t.textContent.trim() || b.width === 0) continue;
+    if (b.top < frame.top - 0.5 || b.bottom > frame.bottom + 0.5 || b.left < frame.left - 0.5 ||
+        b.right > frame.right + 0.5)
+      cut.push(`${t.textContent.slice(0, 40)}: ${[b.left, b.top, b.right, b.bottom].map(Math.round)} in ` +
+               `${[frame.left, frame.top, frame.right, frame.bottom].map(Math.round)}`);
+  }
+  return cut;
+}"""
+
+
+@pytest.mark.parametrize("path, title, key, first", ANIMATIONS, ids=[a[0] for a in ANIMATIONS])
+def test_an_animations_title_and_labels_are_inside_its_chart(server, page, path, title, key, first):
+    """At 1280x720 and 1024x768 the title (plotly's .gtitle) and every other text of the animation lie inside the
+    chart's box: nothing is cut at its top or sides."""
+    cut = []
+    second = server.checkpoints / "seed-mlp-copy.safetensors"  # Compare needs two MNIST models; the server has one
+    if path == "compare":
+        shutil.copy(server.checkpoints / "seed-mlp-mnist.safetensors", second)
+    try:
+        open_drawn(page, server, path, title, SIZES[1])
+        look(page, key, first, cut)
+    finally:
+        second.unlink(missing_ok=True)
+    assert cut == [], "outside the chart:\n" + "\n".join(cut)
+
+
+def look(page, key: str, first: str, cut: list[str]) -> None:
+    """At each projector size: the title's box within the chart's, and every text outside the chart into `cut`."""
+    chart = page.locator(f".st-key-{key} .js-plotly-plot")
+    chart.locator(".gtitle").wait_for()
+    for width, height in reversed(SIZES):
+        page.set_viewport_size({"width": width, "height": height})
+        page.wait_for_timeout(800)  # the reflow, and plotly's redraw at the new width
+        chart.scroll_into_view_if_needed()
+        assert chart.locator(".gtitle").text_content().startswith(first)
+        frame, head = chart.bounding_box(), chart.locator(".gtitle").bounding_box()
+        assert frame["y"] <= head["y"] and head["y"] + head["height"] <= frame["y"] + frame["height"], (head, frame)
+        cut += [f"{width}x{height}: {c}" for c in chart.evaluate(OUT_OF_CHART)]
+        screenshot(page, f"animation-{key}-{width}x{height}", show=f".st-key-{key}")
+
+
+def test_the_explorers_animation_starts_on_the_first_projector_screen(server, page):
+    """At 1280x720 the digit's animation begins above the fold: its title and the top of its maps are on the
+    first screen, unscrolled (it began at 655 px of 720, under the controls). The generation filmstrip's pictures
+    are at least 56 px wide at 1280x720 and 1400x900 (45 of about 18 px were)."""
+    open_drawn(page, server, "explorer", "Layer Explorer", (1280, 720))
+    page.locator(".st-key-flow_animation .js-plotly-plot .gtitle").wait_for()
+    top = page.evaluate("() => document.querySelector('.st-key-flow_animation').getBoundingClientRect().top")
+    screenshot(page, "explorer-first-screen-1280x720")
+    assert top < 720 - 200, f"the animation starts at {top:.0f} px of 720"  # its title and the maps top rows
+    for size in [(1280, 720), (1400, 900)]:  # the generation filmstrip: each of its pictures at least 56 px wide
+        page.set_viewport_size({"width": size[0], "height": size[1]})
+        page.wait_for_timeout(500)
+        film = page.locator(".st-key-filmstrip img")
+        film.scroll_into_view_if_needed()
+        width = film.bounding_box()["width"]
+        shown = re.search(r"Steps ([\d, ]+) of", page.locator(".st-key-filmstrip").inner_text()).group(1).split(",")
+        screenshot(page, f"explorer-filmstrip-{size[0]}x{size[1]}", show=".st-key-filmstrip")
+        assert 1 < len(shown) <= plots.FILM and width / len(shown) >= 56, f"{width:.0f} px for {shown} at {size}"
