@@ -28,10 +28,10 @@ from pathlib import Path
 import pandas as pd
 
 from flow.checkpoint import CheckpointError, read_header
-from flow.data import DATASETS, TOY_SETS, dataset_size, example_shape
+from flow.data import DATASETS, TOY_SETS, class_note, dataset_size, example_shape
 from flow.files import ROOT, atomic_write
 from flow.model import IMAGE_PRESETS, PRESETS, default_data, fits_data
-from flow.options import OPTIONS, to_args
+from flow.options import OPTIONS, Option, to_args
 from flow.run_protocol import EXIT_DIVERGED, EXIT_REFUSED, EXIT_WRITE_FAILED, batch_problem
 
 RUNS_ENV = "REALNVP_RUNS_DIR"  # where runs live; tests point it at a temporary folder
@@ -81,6 +81,17 @@ RunSpec.__doc__ = """What the New-run form asks for: its training options (`flow
 own value, or its data set), the run's name and the trainer's CPU threads."""
 
 
+THREADS = Option("threads", int, 1, "The trainer's OMP_NUM_THREADS. Leave a core to the app: on 2 cores, 1 thread",
+                 "CPU threads", low=1, high=os.cpu_count() or 1)
+
+
+def read_form(fields: dict[str, object]) -> RunSpec:
+    """A RunSpec from the New-run form's fields as typed: each number field's text read by its option's rule
+    (`Option.read`: empty is None, text that is no number stays as typed, so `validate` names it)."""
+    numbers = {o.name: o for o in (*FORM_OPTIONS, THREADS) if not o.choices}
+    return RunSpec(**{k: numbers[k].read(v) if k in numbers else v for k, v in fields.items()})
+
+
 def train_args(spec: RunSpec) -> list[str]:
     """The flow.train options a spec stands for (without --epochs, --run-dir and --resume)."""
     return to_args({o.name: getattr(spec, o.name) for o in FORM_OPTIONS if o.name != "epochs"})
@@ -89,6 +100,30 @@ def train_args(spec: RunSpec) -> list[str]:
 def default_name(spec: RunSpec) -> str:
     only = f"-{spec.digit}s" if spec.digit is not None else ""
     return f"{spec.preset}-{spec.data}{only}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def run_options(run: Run) -> dict[str, object]:
+    """The training options of a run (flow.options' names): the trainer's record in its checkpoint, else (a run
+    trained before records) what job.json says it was launched with; {} when neither is there. Values that break
+    their option's rule (a hand-edited file) are left out."""
+    try:
+        recorded = read_header(run.checkpoint)[1].get("options")
+    except CheckpointError:
+        recorded = None
+    found = recorded if isinstance(recorded, dict) else run.job
+    return {o.name: found[o.name] for o in OPTIONS if o.name in found and not o.problem(found[o.name])}
+
+
+def scored_on(run: Run) -> str:
+    """The data a run trains on and its test bits/dim measure, as the run list and the comparison chart name it:
+    "MNIST", "MNIST (the 0s only)", "moons (2-D)", "MNIST (first 2000 test examples)". Runs named differently
+    have figures that must not be compared as if alike."""
+    options = run_options(run)
+    notes = ["2-D"] if run.data in TOY_SETS else []
+    notes += [class_note(options.get("digit")).strip(" ()")] if options.get("digit") is not None else []
+    notes += [f"first {options['limit_test']} test examples"] if options.get("limit_test") is not None else []
+    name = "MNIST" if run.data == "mnist" else run.data or "unknown data"
+    return name + (f" ({', '.join(notes)})" if notes else "")
 
 
 def validate(spec: RunSpec, root: Path | None = None, new: bool = True) -> list[str]:
@@ -119,8 +154,8 @@ def validate(spec: RunSpec, root: Path | None = None, new: bool = True) -> list[
         examples = dataset_size(spec.data, "train", spec.digit)
         if problem := batch_problem(batch, min(spec.limit_train or examples, examples)):
             problems.append(problem[0].upper() + problem[1:])
-    if not _is_int(spec.threads) or not 1 <= spec.threads <= (os.cpu_count() or 1):
-        problems.append(f"Threads must be between 1 and {os.cpu_count()} (got {spec.threads}).")
+    if problem := THREADS.problem(spec.threads, THREADS.label):
+        problems.append(problem + ".")
     return problems
 
 
@@ -228,12 +263,31 @@ def _exit_reason(code: int) -> str:
 
 # ---- files -----------------------------------------------------------------------------------------
 
+def _number(v: object) -> bool:
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
+
+
+# the fields read from a run folder's JSON files and what each must be (None too, where written as null): a
+# hand-edited or foreign file with a field of another type reads as if that field were absent
+_TEXT, _TIME, _COUNT = (lambda v: isinstance(v, str)), _number, (lambda v: _is_int(v) and v >= 0)
+JSON_FIELDS = {
+    "job.json": {"preset": _TEXT, "data": _TEXT, "epochs": _COUNT, "started": _TIME, "pid": lambda v: _is_int(v) and v > 0,
+                 "pid_started": _TIME, "returncode": _is_int, "stop_requested": _TIME, "attempt": _COUNT,
+                 "created": _TIME, "ended": _TIME, "name": _TEXT},
+    "status.json": {"state": _TEXT, "message": _TEXT, "pid": lambda v: _is_int(v) and v > 0, "updated": _TIME,
+                    "epochs": _COUNT, "epoch": _COUNT, "step": _COUNT},
+}
+
+
 def _read_json(path: Path) -> dict:
+    """A run folder's JSON file as a dict ({} if missing or not an object), without the fields JSON_FIELDS
+    says have the wrong type."""
     try:
         data = json.loads(path.read_text())
-        return data if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+    rules = JSON_FIELDS.get(path.name, {})
+    return {k: v for k, v in data.items() if v is None or k not in rules or rules[k](v)} if isinstance(data, dict) else {}
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -416,7 +470,10 @@ def resume(name: str, epochs: int, lr: float | None = None, root: Path | None = 
         if not _is_int(epochs) or epochs <= run.checkpoint_epoch:
             raise JobError(f"Run '{name}' has already trained {run.checkpoint_epoch} epoch(s): to continue, ask for "
                            f"more than {run.checkpoint_epoch} (got {epochs}).")
-        known = {k: v for k, v in run.job.items() if k in RunSpec.__dataclass_fields__}
+        # the options it was started with: flow.train refuses to resume with a kept one changed (and warns where a
+        # run has no record of them), as on the command line, so the page passes what the run has
+        known = {k: v for k, v in {"threads": run.job.get("threads", 1), **run_options(run)}.items()
+                 if k in RunSpec.__dataclass_fields__}  # the trainer keeps the others itself
         spec = RunSpec(**{**known, "name": name, "preset": run.preset, "data": run.data, "epochs": epochs})
         spec.lr = lr if lr is not None else spec.lr
         problems = validate(spec, root, new=False)
@@ -476,10 +533,14 @@ def read_metrics(path: Path) -> pd.DataFrame:
         with open(path / "metrics.jsonl") as f:
             for line in f:
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except ValueError:
                     continue
-    except OSError:
+                # a line of another shape (hand-edited, another program's) is skipped like a half-written one
+                if (isinstance(row, dict) and isinstance(row.get("kind"), str)
+                        and all(row.get(c) is None or _number(row[c]) for c in METRIC_COLUMNS[1:])):
+                    rows.append(row)
+    except (OSError, UnicodeDecodeError):
         pass
     return pd.DataFrame(rows, columns=METRIC_COLUMNS).astype({c: float for c in METRIC_COLUMNS[1:]})
 

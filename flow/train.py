@@ -35,7 +35,8 @@ from flow.evaluate import evaluate_bpd
 from flow.learning import block_stats, default_snapshot_every, run_latents, save_snapshot
 from flow.layers import dequantize
 from flow.model import PRESETS, FlowConfig, build_model, default_data, fits_data, prior_log_prob
-from flow.options import add_arguments
+from flow.options import (LEGACY_RECORD, OPTION, OPTIONS, add_arguments, kept_refusal, new_run_args,
+                          resolve, set_flag)
 from flow.run_protocol import EXIT_CRASHED, EXIT_DIVERGED, EXIT_REFUSED, EXIT_WRITE_FAILED, batch_problem
 from flow.viz import samples_picture, write_png
 
@@ -158,9 +159,11 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(p)  # the options the app's New-run form offers too (flow.options)
     p.add_argument("--run-dir", type=Path, default=None, help="default: checkpoints/runs/<preset>-<time>")
-    p.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from the run folder's last checkpoint, with the options the run was started with "
+                        "(each option above says whether --resume keeps it)")
     p.add_argument("--set", dest="overrides", type=override, action="append", default=[], metavar="FIELD=VALUE",
-                   help="override an architecture field of the preset, e.g. --set width=32")
+                   help="override an architecture field of the preset, e.g. --set width=32 (kept by --resume)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast for the s/t networks' convolutions (a CUDA GPU, or a CPU with AVX-512 BF16 "
@@ -173,7 +176,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     stopper = Stopper()
-    run_dir = args.run_dir or Path("checkpoints/runs") / f"{args.preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    preset = args.preset or OPTION["preset"].default
+    run_dir = args.run_dir or Path("checkpoints/runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunFolder(run_dir, writer=int(os.environ.get("RANK", 0)) == 0)  # torchrun's rank, before setup
     try:
         device = dd.pick_device(args.device)
@@ -214,22 +218,59 @@ def check_fit(config: FlowConfig, data_name: str, train_x: torch.Tensor) -> None
                        "8-bit pixels and false for the 2-D toy sets, so do not --set preprocess.")
 
 
+def resume_options(args: argparse.Namespace, model, warn: bool = True) -> dict[str, object]:
+    """The options a resumed run trains with (flow.options.resolve on the record in its checkpoint); RunError
+    naming every kept option (--set fields too) given with another value than the run's. `warn`: say so when the
+    run has no record (one process of many says it)."""
+    given, meta = {o.name: getattr(args, o.name) for o in OPTIONS}, model.metadata
+    recorded = meta.get("options")
+    if not isinstance(recorded, dict):  # saved before runs recorded their options
+        recorded = {k: meta[k] for k in LEGACY_RECORD if k in meta}
+        if warn:
+            print("warning: this run's checkpoint predates the record of its options: it keeps the preset, data set, "
+                  "digit, batch size, learning rate and beta2 the checkpoint names; every other option (seed, "
+                  "training and test limits, schedule, warm-up, ...) is this command's, or its default.",
+                  file=sys.stderr)
+    values, changed = resolve(given, recorded)
+    config, asked = model.config, dict(args.overrides)
+    try:
+        wanted = FlowConfig.from_dict({**config.__dict__, **asked})
+    except (ValueError, TypeError) as e:
+        raise RunError(f"the model cannot be built: {e}") from e
+    changed += [(f"--set {k}", getattr(config, k), getattr(wanted, k)) for k in asked
+                if getattr(wanted, k) != getattr(config, k)]
+    if changed:
+        sets = {**architecture_changes(config, recorded.get("preset", meta["preset"])), **asked}
+        raise RunError(kept_refusal(changed, new_run_args(recorded, given) + [
+            part for k, v in sets.items() for part in set_flag(k, v)]))
+    return values
+
+
+def architecture_changes(config: FlowConfig, preset: str) -> dict[str, object]:
+    """The fields in which `config` differs from its preset's: the --set a run was built with."""
+    base = PRESETS[preset].config.__dict__ if preset in PRESETS else {}
+    return {k: v for k, v in config.__dict__.items() if k in base and base[k] != v}
+
+
 def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: torch.device, rank: int,
           world: int) -> int:
-    torch.manual_seed(args.seed)
-    if args.resume:  # the checkpoint fixes the architecture, preset and data set
+    if args.resume:  # the checkpoint fixes the architecture and the kept options (flow.options)
         if args.run_dir is None:
             raise RunError("--resume needs --run-dir, the folder of the run to continue")
         try:
             model = load_checkpoint(run.checkpoint, device)
         except CheckpointError as e:
             raise RunError(f"cannot resume: {e}. Start a new run instead.") from e
+        vars(args).update(resume_options(args, model, run.writer))
+        torch.manual_seed(args.seed)
         meta = model.metadata
         config, start_epoch, step = model.config, meta["epoch"], meta["step"]
         preset, data_name, elapsed_before = meta["preset"], meta["data"], meta.get("train_seconds", 0.0)
         if start_epoch >= args.epochs:
             raise RunError(f"the run has already trained {start_epoch} epochs; pass --epochs above that")
     else:
+        vars(args).update(resolve({o.name: getattr(args, o.name) for o in OPTIONS}, None)[0])
+        torch.manual_seed(args.seed)
         preset = args.preset
         data_name = args.data or default_data(preset)
         if not fits_data(preset, data_name):
@@ -240,13 +281,13 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
             raise RunError(f"the model cannot be built: {e}") from e
         model = build_model(config).to(device)
         start_epoch, step, elapsed_before = 0, 0, 0.0
+    tuned = PRESETS.get(preset)  # the preset's settings are the defaults
+    batch_size = args.batch_size or tuned.batch_size
+    lr = args.lr if args.lr is not None else tuned.lr
+    beta2 = args.beta2 or tuned.beta2
     previous = model.metadata if args.resume else {}
-    tuned = PRESETS.get(preset)  # a resumed run keeps its own settings; a preset's are the defaults
-    batch_size = args.batch_size or previous.get("batch_size") or tuned.batch_size
-    lr = args.lr if args.lr is not None else previous.get("lr") or tuned.lr
-    beta2 = args.beta2 or previous.get("beta2") or tuned.beta2
 
-    digit = args.digit if args.digit is not None else previous.get("digit")
+    digit = args.digit
     train_x, test_x = load_data(data_name, args.limit_train, args.limit_test, digit)
     check_fit(config, data_name, train_x)
     per_process = math.ceil(len(train_x) / world)  # DistributedSampler pads every rank's share to this
@@ -295,10 +336,13 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
                    epochs=args.epochs, test_bpd=previous.get("test_bpd"), world_size=world)
         return 0
     run.status("running", epoch=start_epoch, step=step, epochs=args.epochs, world_size=world)
+    # every option it trains with, for --resume to keep (flow.options); --set is in the config
+    options = {**{o.name: getattr(args, o.name) for o in OPTIONS}, "preset": preset, "data": data_name,
+               "batch_size": batch_size, "lr": lr, "beta2": beta2}
     meta = {"preset": preset, "data": data_name, "digit": digit, "epochs_planned": args.epochs,
             "batch_size": batch_size, "lr": lr, "beta2": beta2, "world_size": world, "device": str(device),
             "precision": "bf16 autocast" if args.bf16 else "float32",
-            "hardware": dd.describe(device)}
+            "hardware": dd.describe(device), "options": options}
     start = time.time()
 
     def elapsed() -> float:

@@ -29,7 +29,7 @@ def fill(at: AppTest, **values) -> AppTest:
     for key, value in values.items():
         widget = next(w for w in (at.selectbox, at.number_input, at.text_input)
                       for w in w if w.key == f"f_{key}")
-        widget.set_value(value)
+        widget.set_value(value if widget.type != "text_input" or value is None else str(value))  # typed text
     return at.button(key=LAUNCH).click().run()
 
 

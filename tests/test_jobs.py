@@ -148,7 +148,8 @@ def test_the_limit_counts_command_line_runs_and_is_a_setting(runs_root, monkeypa
     ({"data": "mnist"}, "does not fit data set mnist"),
     ({"preset": "realnvp"}, "does not fit data set moons"),
     ({"seed": -1}, "Seed must be"),
-    ({"threads": 0}, "Threads must be between 1"),
+    ({"threads": 0}, "CPU threads must be a whole number of at least 1"),
+    ({"threads": "two"}, "CPU threads must be a whole number of at least 1"),
     ({"limit_train": 0}, "Training examples must be a whole number of at least 1, or empty"),
     ({"limit_test": 2.5}, "Test examples must be a whole number of at least 1, or empty"),
     ({"digit": 10}, "Only this digit must be a whole number of at least 0 and at most 9, or empty"),
@@ -165,6 +166,16 @@ def test_bad_specs_are_refused_before_anything_starts(runs_root, change, message
     with pytest.raises(jobs.JobError, match="(?s)" + re.escape(message)):
         jobs.launch(spec)
     assert list(runs_root.iterdir()) == []
+
+
+def test_the_form_s_text_is_read_by_each_option_s_rule():
+    spec = jobs.read_form({"preset": "toy-2d", "data": "moons", "name": "r", "epochs": " 12 ", "batch_size": "1e9",
+                           "lr": "2e-3", "limit_train": "", "digit": None, "seed": "ten", "threads": "1"})
+    assert (spec.epochs, spec.batch_size, spec.lr, spec.limit_train, spec.digit, spec.threads) == (
+        12, 10**9, 2e-3, None, None, 1)
+    assert spec.seed == "ten" and "Seed must be a whole number of at least 0 and at most 4294967295 (got 'ten')." in \
+        jobs.validate(spec)  # text that is no number is refused as typed, never dropped
+    assert any("Batch size 1000000000 is larger than the 20000 training examples" in p for p in jobs.validate(spec))
 
 
 def test_a_good_spec_passes_and_names_are_unique(runs_root):
