@@ -8,7 +8,7 @@ from pathlib import Path
 
 from app.jobs import run_state, runs_root
 from flow.checkpoint import CheckpointError, verify_checkpoint
-from flow.data import class_note
+from flow.data import DATASETS, TOY_SETS, class_note
 from flow.files import ROOT
 
 CHECKPOINT_DIR = ROOT / "checkpoints"  # the shipped checkpoints
@@ -32,10 +32,11 @@ class ModelEntry:
     digit: int | None = None  # trained and tested on this MNIST class only
     run_state: str | None = None  # runs only: running, finished, stopped, failed, vanished... (app.jobs)
     error: str | None = None  # why the checkpoint is unusable
+    shape: tuple[int, ...] = ()  # one example's shape, from the config: (1, 28, 28) digits or (2,) points
 
     @property
     def is_image_model(self) -> bool:
-        return self.data == "mnist"
+        return self.shape == MNIST_SHAPE
 
     @property
     def label(self) -> str:
@@ -59,13 +60,35 @@ class ModelEntry:
             return 0
 
 
+MNIST_SHAPE, POINT_SHAPE = (1, 28, 28), (2,)  # the shapes the pages know: MNIST digits, points of a 2-D set
+
+
+def _data_of(shape: tuple[int, ...], data: object) -> tuple[str, str | None]:
+    """(the data set a model of this shape was trained on, None) or ("?", why no page can show it). The shape
+    decides image or 2-D; the metadata's `data` (absent when saved by save_checkpoint without data=) only names
+    the 2-D set, and must agree with the shape."""
+    if shape == MNIST_SHAPE:
+        if data in (None, "mnist"):
+            return "mnist", None
+        return "?", f"its metadata says data {data!r}, but its config is an MNIST model of shape {shape}"
+    if shape != POINT_SHAPE:
+        return "?", f"its shape {shape} is neither an MNIST digit's {MNIST_SHAPE} nor a 2-D point's {POINT_SHAPE}"
+    if data in TOY_SETS:
+        return data, None
+    if data in DATASETS:
+        return "?", f"its metadata says data {data!r}, but its config is a 2-D model of shape {shape}"
+    return "?", (f"a 2-D model needs its data set in its metadata (one of {', '.join(TOY_SETS)}; "
+                 f"save_checkpoint(..., data=NAME)), not {data!r}")
+
+
 @lru_cache(maxsize=256)
-def _verified(path: Path, version: float, size: int) -> tuple[dict, str | None]:
-    """(metadata, None) or ({}, why the file is unusable); once per file version (it builds the model)."""
+def _verified(path: Path, version: float, size: int) -> tuple[tuple[int, ...], dict, str | None]:
+    """(shape, metadata, None) or ((), {}, why the file is unusable); once per file version (it builds the model)."""
     try:
-        return verify_checkpoint(path)[1], None
+        config, meta = verify_checkpoint(path)
     except CheckpointError as e:
-        return {}, e.reason
+        return (), {}, e.reason
+    return config.shape, meta, None
 
 
 def _entry(path: Path, source: str, name: str) -> ModelEntry:
@@ -74,10 +97,13 @@ def _entry(path: Path, source: str, name: str) -> ModelEntry:
         size = path.stat().st_size
     except OSError:
         size = -1
-    meta, entry.error = _verified(path, entry.version, size)
+    entry.shape, meta, entry.error = _verified(path, entry.version, size)
     if entry.error:
         return entry
-    entry.preset, entry.data = meta.get("preset", "?"), meta.get("data", "?")
+    entry.data, entry.error = _data_of(entry.shape, meta.get("data"))
+    if entry.error:
+        return entry
+    entry.preset = meta.get("preset", "?")
     entry.epoch, entry.test_bpd, entry.digit = meta.get("epoch"), meta.get("test_bpd"), meta.get("digit")
     return entry
 

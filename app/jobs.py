@@ -267,15 +267,26 @@ def _number(v: object) -> bool:
     return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)
 
 
+def _text(v: object) -> bool:
+    return isinstance(v, str)
+
+
+def _count(v: object) -> bool:
+    return _is_int(v) and v >= 0
+
+
+def _pid(v: object) -> bool:
+    return _is_int(v) and v > 0
+
+
 # the fields read from a run folder's JSON files and what each must be (None too, where written as null): a
 # hand-edited or foreign file with a field of another type reads as if that field were absent
-_TEXT, _TIME, _COUNT = (lambda v: isinstance(v, str)), _number, (lambda v: _is_int(v) and v >= 0)
 JSON_FIELDS = {
-    "job.json": {"preset": _TEXT, "data": _TEXT, "epochs": _COUNT, "started": _TIME, "pid": lambda v: _is_int(v) and v > 0,
-                 "pid_started": _TIME, "returncode": _is_int, "stop_requested": _TIME, "attempt": _COUNT,
-                 "created": _TIME, "ended": _TIME, "name": _TEXT},
-    "status.json": {"state": _TEXT, "message": _TEXT, "pid": lambda v: _is_int(v) and v > 0, "updated": _TIME,
-                    "epochs": _COUNT, "epoch": _COUNT, "step": _COUNT},
+    "job.json": {"preset": _text, "data": _text, "epochs": _count, "started": _number, "pid": _pid,
+                 "pid_started": _number, "returncode": _is_int, "stop_requested": _number, "attempt": _count,
+                 "created": _number, "ended": _number, "name": _text},
+    "status.json": {"state": _text, "message": _text, "pid": _pid, "updated": _number, "epochs": _count,
+                    "epoch": _count, "step": _count},
 }
 
 
@@ -286,8 +297,10 @@ def _read_json(path: Path) -> dict:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    if not isinstance(data, dict):
+        return {}
     rules = JSON_FIELDS.get(path.name, {})
-    return {k: v for k, v in data.items() if v is None or k not in rules or rules[k](v)} if isinstance(data, dict) else {}
+    return {k: v for k, v in data.items() if v is None or k not in rules or rules[k](v)}
 
 
 def _write_json(path: Path, data: dict) -> None:

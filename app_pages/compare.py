@@ -10,15 +10,16 @@ from flow.viz import image_grid
 from ui.digits import digit_input
 from ui.noise import noise_seed_input
 from ui.sidebar import load
-from ui.url_state import BIND
+from ui.url_state import BIND, name_from_url, url_decides
 
 PLAIN = {"displayModeBar": False}
 PREFERRED = ("seed-mlp-mnist", "realnvp-mnist")  # the seed's MLP against the paper's multi-scale design
 
-st.title("⚖️ Compare models")
+st.title(":material/compare: Compare models")
 st.markdown("The same digit, with the same dequantization noise, through two flows. One slider steps both at the "
             "same fraction of their blocks, and each bar chart adds up that model's bits/dim (paper Eq. 3). Pick the "
-            "seed's MLP against the paper's multi-scale convolutional flow, or two checkpoints of one run.")
+            "seed's MLP against the paper's multi-scale convolutional flow, or any two MNIST models of the sidebar's "
+            "list: the shipped checkpoints and each training run's latest checkpoint.")
 entries = {e.name: e for e in list_models() if e.error is None and e.is_image_model}
 if len(entries) < 2:
     st.info("Comparing needs two MNIST models: train another on the Train page.")
@@ -26,10 +27,17 @@ if len(entries) < 2:
 names = list(entries)
 left, right, seed_box = st.columns([2, 2, 1], vertical_alignment="bottom")
 defaults = [n for n in PREFERRED if n in entries] + [n for n in names if n not in PREFERRED]
-picked = [col.selectbox(label, names, index=names.index(default), key=key, bind=BIND,
-                        format_func=lambda n: entries[n].label)
-          for col, label, key, default in ((left, "Model A", "compare_a", defaults[0]),
-                                           (right, "Model B", "compare_b", defaults[1]))]
+picked = []
+for col, label, key, default in ((left, "Model A", "compare_a", defaults[0]),
+                                 (right, "Model B", "compare_b", defaults[1])):
+    # by hand, not bind=: a bound select box puts its label (name and bits/dim) in the URL, and a link then
+    # breaks as soon as the run's score changes; the catalog name stays
+    if url_decides(f"{key}_from_url"):
+        st.session_state[key] = name_from_url(key, {n: n for n in names}, label) or st.session_state.get(key)
+    if st.session_state.get(key) not in entries:
+        st.session_state[key] = default
+    picked.append(col.selectbox(label, names, key=key, format_func=lambda n: entries[n].label))
+    st.query_params[key] = picked[-1]
 seed = noise_seed_input("compare_noise_seed", seed_box)
 digit = digit_input("compare", "Digit")
 if digit is None:

@@ -197,7 +197,7 @@ def toy_training_offer() -> None:
     plane(run, progress=True)  # live while it trains (the whole page reruns when it ends), then a replay
 
 
-st.title("🔬 Layer Explorer")
+st.title(":material/biotech: Layer Explorer")
 picked = current_model()
 if picked is None:
     toy_training_offer()

@@ -15,7 +15,7 @@ from ui.url_state import BIND
 
 VIEWS = ("Digits against other inputs", "Samples by temperature")
 
-st.title("🧪 Likelihood lab")
+st.title(":material/science: Likelihood lab")
 chosen = current_model(images_only=True)
 if chosen is None:
     st.stop()

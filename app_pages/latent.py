@@ -14,7 +14,7 @@ from ui.noise import noise_seed_input
 from ui.sidebar import current_model
 from ui.url_state import BIND
 
-st.title("🧭 Latent Playground")
+st.title(":material/explore: Latent Playground")
 st.caption("The flow maps every digit x to a latent z = f(x) of the same size (784 numbers) and back "
            "exactly, x = f⁻¹(z). Pick digits, encode them, and decode points between and around them. "
            "Each decoded frame gets its own bits/dim: low means the model finds it a likely digit.")

@@ -6,7 +6,7 @@ from app.train_plots import UNITS
 from ui.classroom import notice
 from ui.training import live_view, new_run_form, pick_run, run_actions, runs_overview
 
-st.title("🏋️ Train")
+st.title(":material/fitness_center: Train")
 st.caption(f"Each run is a separate `python -m flow.train` process writing into `{jobs.runs_root()}/<name>/`: "
            "it keeps training when you reload, switch pages or close the tab. "
            f"At most {jobs.max_running()} run(s) train at a time (setting: `{jobs.MAX_RUNS_ENV}`).")

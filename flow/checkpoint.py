@@ -5,6 +5,7 @@ Loading never unpickles anything, so a checkpoint cannot execute code. Writes ar
 """
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -13,11 +14,11 @@ import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
-from safetensors import SafetensorError, safe_open
-from safetensors.torch import save
+from safetensors import SafetensorError
+from safetensors.torch import load, save
 
 from flow.files import atomic_write  # noqa: F401 (also imported from here)
 from flow.model import TRAINING_FIELDS, Flow, FlowConfig
@@ -55,27 +56,101 @@ def save_checkpoint(model: Flow, path: str | os.PathLike, **metadata: Any) -> No
     atomic_write(Path(path), lambda tmp: tmp.write_bytes(save(tensors, metadata=header)))
 
 
-def read_header(path: str | os.PathLike) -> tuple[FlowConfig, dict[str, Any]]:
-    """The config and metadata of a checkpoint, without reading its weights."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "no such file")
-    if path.stat().st_size == 0:
+# what the app reads from a checkpoint's metadata, and the type each must have when present: a header of valid
+# JSON with a string for the epoch must be an unusable file with a reason, not a crash on a page (test_bpd, a
+# finite number up to MAX_TEST_BPD: model_problem)
+METADATA_RULES = {
+    # a snapshot taken inside an epoch records how far into it (flow.learning): a fraction
+    "epoch": ("a number of at least 0", lambda v: _number(v) and v >= 0),
+    "epochs_planned": ("a whole number of at least 1", lambda v: _whole(v) and v >= 1),
+    "digit": ("a digit 0-9 or null", lambda v: v is None or (_whole(v) and 0 <= v <= 9)),
+    "data": ("a string", lambda v: isinstance(v, str)),
+    "preset": ("a string", lambda v: isinstance(v, str)),
+    "options": ("an object", lambda v: isinstance(v, dict)),
+    "library": ("an object", lambda v: isinstance(v, dict)),
+}
+MAX_HEADER = 100 * 2**20  # safetensors' own limit on the JSON header
+
+
+def _whole(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _number(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _header(path: Path, f: BinaryIO, size: int) -> dict[str, str]:
+    """The `__metadata__` of the safetensors file open as `f` (`size` bytes: its size as that same open file
+    says, so a writer's rename between a stat and an open cannot pair one version's size with another's
+    header): the 8-byte little-endian length, the JSON header, and a check that every tensor's bytes lie
+    within the file (a truncated file)."""
+    if size == 0:
         raise CheckpointError(path, "the file is empty")
+    unreadable = "not a readable safetensors file (truncated or corrupt?)"
+    head = f.read(8)
+    length = int.from_bytes(head, "little") if len(head) == 8 else -1
+    if not 2 <= length <= min(MAX_HEADER, size - 8):
+        raise CheckpointError(path, f"{unreadable}: its header length does not fit its {size} bytes")
     try:
-        with safe_open(str(path), framework="pt") as f:
-            header = f.metadata() or {}
-    except (SafetensorError, OSError, ValueError) as e:
-        raise CheckpointError(path, f"not a readable safetensors file (truncated or corrupt?): {e}") from e
+        header = json.loads(f.read(length))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise CheckpointError(path, f"{unreadable}: its header is not JSON: {e}") from e
+    if not isinstance(header, dict):
+        raise CheckpointError(path, f"{unreadable}: its header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    ends = [t.get("data_offsets") if isinstance(t, dict) else None for t in header.values()]
+    if not all(isinstance(e, list) and len(e) == 2 and all(_whole(x) for x in e) and 0 <= e[0] <= e[1]
+               for e in ends):
+        raise CheckpointError(path, f"{unreadable}: a tensor's entry in its header is malformed")
+    if max((e[1] for e in ends), default=0) > size - 8 - length:
+        raise CheckpointError(path, f"{unreadable}: its {size} bytes end before its tensors do")
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise CheckpointError(path, f"{unreadable}: its __metadata__ is not an object of strings")
+    return metadata
+
+
+def _parse(path: Path, header: dict[str, str]) -> tuple[FlowConfig, dict[str, Any]]:
+    """The config and metadata in a safetensors `__metadata__`, every value the app reads type-checked."""
     if header.get("format") != FORMAT or "config" not in header:
         raise CheckpointError(path, f"not a {FORMAT} checkpoint (no model config in its header)")
     try:
         stored = json.loads(header["config"])
+        if not isinstance(stored, dict):
+            raise TypeError(f"it is {type(stored).__name__}, not an object of fields")
         config = FlowConfig.from_dict({k: v for k, v in stored.items() if k not in TRAINING_FIELDS})  # once held
-        metadata = json.loads(header.get("metadata", "{}"))
     except (ValueError, TypeError) as e:
         raise CheckpointError(path, f"its config is invalid: {e}") from e
+    try:
+        metadata = json.loads(header.get("metadata", "{}"))
+    except ValueError as e:
+        raise CheckpointError(path, f"its metadata is not JSON: {e}") from e
+    if not isinstance(metadata, dict):
+        raise CheckpointError(path, f"its metadata is {type(metadata).__name__}, not an object")
+    for key, (rule, ok) in METADATA_RULES.items():
+        if key in metadata and not ok(metadata[key]):
+            raise CheckpointError(path, f"its metadata's {key} must be {rule} (got {metadata[key]!r})")
+    if problem := model_problem([], metadata.get("test_bpd")):  # its type too
+        raise _diverged(path, problem)
     return config, metadata
+
+
+def read_header(path: str | os.PathLike) -> tuple[FlowConfig, dict[str, Any]]:
+    """The config and metadata of a checkpoint, without reading its weights; CheckpointError if the file is
+    missing, unreadable, or holds a value of the wrong type. Safe while a trainer rewrites the file: it reads
+    one open file (one version) only."""
+    path = Path(path)
+    with _open(path) as f:
+        return _parse(path, _header(path, f, os.fstat(f.fileno()).st_size))
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        raise CheckpointError(path, "no such file") from None
+    except OSError as e:
+        raise CheckpointError(path, f"cannot be read: {e}") from e
 
 
 def model_problem(weights: Iterable[torch.Tensor], test_bpd: object = None) -> str | None:
@@ -90,6 +165,10 @@ def model_problem(weights: Iterable[torch.Tensor], test_bpd: object = None) -> s
     if test_bpd > MAX_TEST_BPD:
         return f"test bits/dim is {test_bpd:.4g}, above the {MAX_TEST_BPD:g} that no healthy model reaches"
     return None
+
+
+def _diverged(path: str | os.PathLike, problem: str) -> CheckpointError:
+    return CheckpointError(path, f"its {problem}: the training that wrote it had diverged")
 
 
 def _build(path: str | os.PathLike, config: FlowConfig) -> Flow:
@@ -128,19 +207,19 @@ def _renamed_legacy(model: Flow, tensors: dict[str, torch.Tensor]) -> dict[str, 
 def _read(path: str | os.PathLike) -> tuple[Flow, dict[str, torch.Tensor], dict[str, Any]]:
     """(a fresh model of the checkpoint's config, its weights, its metadata), with the weights checked
     against the config and for divergence; CheckpointError says what is wrong."""
-    config, metadata = read_header(path)
+    path = Path(path)
+    with _open(path) as f:  # the whole file from one open file: header and weights of one version
+        data = f.read()
+    config, metadata = _parse(path, _header(path, io.BytesIO(data), len(data)))
     model = _build(path, config)
     try:
-        tensors = {}
-        with safe_open(str(path), framework="pt", device="cpu") as f:
-            for key in f.keys():
-                tensors[key] = f.get_tensor(key)
+        tensors = load(data)
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(path, f"its weights cannot be read (truncated or corrupt?): {e}") from e
     tensors = _renamed_legacy(model, tensors)
     _check_shapes(path, model, {k: tuple(v.shape) for k, v in tensors.items()})
-    if problem := model_problem(tensors.values(), metadata.get("test_bpd")):
-        raise CheckpointError(path, f"its {problem}: the training that wrote it had diverged")
+    if problem := model_problem(tensors.values()):
+        raise _diverged(path, problem)
     return model, tensors, metadata
 
 

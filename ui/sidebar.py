@@ -6,7 +6,7 @@ import streamlit as st
 from app.catalog import ModelEntry, list_models
 from flow.checkpoint import CheckpointError, load_checkpoint
 from flow.model import Flow
-from ui.url_state import MODEL, url_decides, wanted
+from ui.url_state import MODEL, name_from_url, url_decides
 
 KEY = "model_path"
 
@@ -22,11 +22,11 @@ def model_picker() -> None:
     entries = list_models()
     usable = [e for e in entries if e.error is None]
     paths = [str(e.path) for e in usable]
-    if url_decides("model_from_url"):  # ?model=<name>: a bookmark or a shared link; an unknown name is ignored
+    if url_decides("model_from_url"):  # ?model=<name>: a bookmark or a shared link; an unknown one is named
         by_name = {}
         for e in usable:  # the first of a name wins, as in the list
             by_name.setdefault(e.name, str(e.path))
-        st.session_state[KEY] = wanted(MODEL, by_name) or st.session_state.get(KEY)
+        st.session_state[KEY] = name_from_url(MODEL, by_name) or st.session_state.get(KEY)
     if st.session_state.get(KEY) not in paths:
         st.session_state[KEY] = paths[0] if paths else None
     with st.sidebar:

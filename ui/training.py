@@ -20,8 +20,10 @@ REFRESH = "2s"  # how often the live view rereads the run folder while a run tra
 LIVE_PLANE = "1s"  # how often a 2-D run's plane view rereads its newest snapshot
 PICK, SELECTED = "train_run", "train_selected"  # SELECTED outlives a visit to another page
 CONFIRM = "train_confirm_delete"
-ICON = {"running": "🟢", "stopping": "🟡", "finished": "✅", "stopped": "⏸️", "diverged": "💥",
-        "failed": "❌", "vanished": "👻"}
+# Material icons: they need no emoji font (the run table shows the state as text alone)
+ICON = {"running": ":green[:material/play_circle:]", "stopping": ":orange[:material/pending:]",
+        "finished": ":green[:material/check_circle:]", "stopped": ":material/pause_circle:",
+        "diverged": ":red[:material/warning:]", "failed": ":red[:material/error:]", "vanished": ":gray[:material/help:]"}
 
 
 def _data_label(data: str | None) -> str:
@@ -33,7 +35,7 @@ def select(name: str) -> None:
 
 
 def _show_refusal(e: jobs.JobError) -> None:
-    st.error("\n".join(f"- {line}" for line in str(e).splitlines()), icon="🚫")
+    st.error("\n".join(f"- {line}" for line in str(e).splitlines()), icon=":material/block:")
 
 
 FORM_START = {"epochs": 3, "log_every": 10}  # where the form starts: a short run, a dense live chart
@@ -99,7 +101,7 @@ def new_run_form(expanded: bool) -> None:
     runs in the same script run that would act on a press, so a crafted rerun finds no form to submit."""
     if not may_control():
         return
-    with st.expander("New run", icon="➕", expanded=expanded):
+    with st.expander("New run", icon=":material/add:", expanded=expanded):
         quick = st.selectbox("Quick runs", list(QUICK_RUNS), index=None, key="quick_run", on_change=_fill_form,
                              placeholder="pick one to fill in the form: each says what you will see, and why")
         if quick:
@@ -113,7 +115,7 @@ def new_run_form(expanded: bool) -> None:
         else:
             select(run.name)
             st.success(f"Launched **{run.name}** in the background (pid {run.pid}). It keeps training if you "
-                       "reload, go to another page or close the tab.", icon="🚀")
+                       "reload, go to another page or close the tab.", icon=":material/rocket_launch:")
 
 
 def _form() -> tuple[dict[str, object], bool]:
@@ -139,7 +141,7 @@ def _form() -> tuple[dict[str, object], bool]:
             values[o.name] = c[i % 4].text_input(
                 o.label, value=None if key in st.session_state else _typed(FORM_START.get(o.name, o.default)),
                 key=key, placeholder=PLACEHOLDER.get(o.name), help=_help(o))
-        return values, st.form_submit_button("Launch", type="primary", icon="🚀")
+        return values, st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
 
 
 def pick_run(runs: list[jobs.Run]) -> jobs.Run:
@@ -206,7 +208,7 @@ def run_actions(run: jobs.Run) -> None:
                 if st.button("Resume", type="primary", key="resume"):
                     jobs.resume(run.name, target, lr=lr)
                     st.rerun()
-        c[1].button("Delete", icon="🗑️", key="delete", disabled=run.active, on_click=st.session_state.__setitem__,
+        c[1].button("Delete", icon=":material/delete:", key="delete", disabled=run.active, on_click=st.session_state.__setitem__,
                     args=(CONFIRM, run.name))
         if st.session_state.get(CONFIRM) == run.name:  # kept until answered, so each rerun shows the question
             _confirm_delete(run.name)
@@ -391,7 +393,7 @@ def runs_overview(runs: list[jobs.Run], unit: str) -> None:
         metrics = {r.name: jobs.read_metrics(r.path) for r in now}
         scored = {r.name: jobs.scored_on(r) for r in now}  # one class, a few test examples: said on every row
         table = pd.DataFrame([{
-            "state": f"{ICON.get(r.state, '')} {r.state}", "run": r.name, "preset": r.preset,
+            "state": r.state, "run": r.name, "preset": r.preset,
             "data": scored[r.name], "progress": p.fraction if (p := jobs.progress(r, metrics[r.name])) else None,
             "epochs": f"{r.checkpoint_epoch if r.checkpoint_epoch is not None else '–'} / {r.epochs or '?'}",
             "test bits/dim": r.test_bpd, "started": datetime.fromtimestamp(r.started) if r.started else None,
