@@ -25,10 +25,12 @@ PAGES = (  # (page, label, icon, what it does)
     ("app_pages/compare.py", "Compare models", ":material/compare:",
      "Run one digit through two models side by side."),
 )
-for column, (target, label, icon, what) in zip(st.columns(len(PAGES)), PAGES):
-    with column:
-        st.page_link(target, label=f"**{label}**", icon=icon)
-        st.caption(what)
+ROW = 3  # links a row: five side by side cut their labels at 1024x768
+for start in range(0, len(PAGES), ROW):
+    for column, (target, label, icon, what) in zip(st.columns(ROW), PAGES[start:start + ROW]):
+        with column:
+            st.page_link(target, label=f"**{label}**", icon=icon)
+            st.caption(what)
 
 st.subheader("1. Change of variables")
 st.markdown("Because $f$ is invertible, the density of $x$ is exact (paper Sec. 3.1):")

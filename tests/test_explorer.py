@@ -266,7 +266,7 @@ def test_a_non_image_upload_shows_a_clear_message_and_no_trace():
     at.radio(key="explorer_source").set_value("Upload").run()
     at.file_uploader(key="explorer_upload").set_value(("notes.pdf", b"%PDF-1.4 not a picture", "application/pdf")).run()
     assert not at.exception
-    assert "not a picture" in at.error[0].value and "Upload an image" in at.error[0].value
+    assert "not a picture" in at.error[0].value and "Save it as PNG or JPEG" in at.error[0].value
     assert not [c for c in at.get("plotly_chart")]  # nothing is traced from a non-image
 
 

@@ -35,10 +35,19 @@ def settle(page, timeout: float = 120_000) -> None:
     assert errors.count() == 0, errors.first.inner_text()
 
 
-def choose(page, key: str, option: str) -> None:
-    """Pick `option` in the selectbox with widget key `key`."""
-    page.locator(f".st-key-{key}").get_by_role("combobox").click()
-    page.get_by_role("option", name=option, exact=True).click()
+def choose(page, key: str, option: str, tries: int = 3) -> None:
+    """Pick `option` in the selectbox with widget key `key`. A script run that ends just after the list opens
+    redraws the box and closes the list (a user would open it again): so does this, up to `tries` times."""
+    for attempt in range(tries):
+        page.locator(f".st-key-{key}").get_by_role("combobox").click()
+        try:
+            page.get_by_role("option", name=option, exact=True).click(timeout=15_000)
+            return
+        except PlaywrightTimeout:
+            if attempt == tries - 1:
+                raise
+            page.keyboard.press("Escape")
+            settle(page)
 
 
 def open_page(page, server, path: str, title: str):
