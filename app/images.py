@@ -66,7 +66,8 @@ def _open(data: bytes) -> Image.Image:
                 raise ImageInputError(f"The picture is {w}x{h} = {w * h / 1e6:.0f} megapixels; the limit is "
                                       f"{MAX_PIXELS / 1e6:.0f}. Shrink or crop it and upload it again.")
             img.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG: decode at a reduced scale (size shrinks here)
-            cost = img.size[0] * img.size[1] * (_WEBP_BYTES if img.format == "WEBP" else _FULL_SIZE_BYTES.get(img.mode, 4))
+            per_pixel = _WEBP_BYTES if img.format == "WEBP" else _FULL_SIZE_BYTES.get(img.mode, 4)
+            cost = img.size[0] * img.size[1] * per_pixel
             if cost > MAX_DECODE_BYTES:
                 raise ImageInputError(
                     f"The picture is {w}x{h} in mode {img.mode}: decoding it would take {cost / 1e6:.0f} MB, the "

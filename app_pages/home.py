@@ -60,6 +60,7 @@ st.markdown("The determinant is the product of the diagonal: no $D \\times D$ de
 
 training = [r for r in jobs.list_runs() if r.active]
 if training:
-    st.info(f"Training now: **{', '.join(r.name for r in training)}**. Follow it on the Train page.", icon=":material/play_circle:")
+    st.info(f"Training now: **{', '.join(r.name for r in training)}**. Follow it on the Train page.",
+            icon=":material/play_circle:")
 st.caption("Pick the model every page uses in the sidebar: the shipped checkpoints, and the latest checkpoint "
            "of every run.")

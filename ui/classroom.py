@@ -156,12 +156,14 @@ def notice(where: str, what: str = "launch, stop, resume or delete training runs
         elif key is not None and not usable(key) and where == "train":
             st.warning(f"The teacher key set on this server is shorter than {MIN_KEY_LENGTH} characters, so it is not "
                        "used: no other computer can unlock this page. Make a good one with "
-                       f"`{MAKE_KEY}` and set it in {KEY_ENV} or as `{SECRET}` in .streamlit/secrets.toml.", icon=":material/warning:")
+                       f"`{MAKE_KEY}` and set it in {KEY_ENV} or as `{SECRET}` in .streamlit/secrets.toml.",
+                       icon=":material/warning:")
         return True
     configured = usable(key)
     st.info(f"**Classroom mode**: only the computer running the app, or someone with the teacher key, can {what}. "
             "You can watch every run and its live charts here and use all the exploring pages."
-            + ("" if configured else " No usable teacher key is set on this server: ask the teacher."), icon=":material/lock:")
+            + ("" if configured else " No usable teacher key is set on this server: ask the teacher."),
+            icon=":material/lock:")
     if configured:
         widget = f"teacher_key_{where}"
         st.text_input("Teacher key", type="password", key=widget, on_change=_check_entered, args=(widget,),

@@ -23,7 +23,8 @@ CONFIRM = "train_confirm_delete"
 # Material icons: they need no emoji font (the run table shows the state as text alone)
 ICON = {"running": ":green[:material/play_circle:]", "stopping": ":orange[:material/pending:]",
         "finished": ":green[:material/check_circle:]", "stopped": ":material/pause_circle:",
-        "diverged": ":red[:material/warning:]", "failed": ":red[:material/error:]", "vanished": ":gray[:material/help:]"}
+        "diverged": ":red[:material/warning:]", "failed": ":red[:material/error:]",
+        "vanished": ":gray[:material/help:]"}
 
 
 def _data_label(data: str | None) -> str:
@@ -208,7 +209,8 @@ def run_actions(run: jobs.Run) -> None:
                 if st.button("Resume", type="primary", key="resume"):
                     jobs.resume(run.name, target, lr=lr)
                     st.rerun()
-        c[1].button("Delete", icon=":material/delete:", key="delete", disabled=run.active, on_click=st.session_state.__setitem__,
+        c[1].button("Delete", icon=":material/delete:", key="delete", disabled=run.active,
+                    on_click=st.session_state.__setitem__,
                     args=(CONFIRM, run.name))
         if st.session_state.get(CONFIRM) == run.name:  # kept until answered, so each rerun shows the question
             _confirm_delete(run.name)
