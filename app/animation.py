@@ -57,10 +57,11 @@ def fix_axes(layout: dict, data: list[dict], frames: list[dict]) -> None:
     on it in every frame, with autorange off: plotly.js fits an axis to the first frame it draws and keeps that
     range, so a panel that opens empty (all NaN) or small drew the later frames cut or as a few huge cells.
     Heat maps fit their cells exactly; bars and scatter points get a 4 % margin and bars keep 0 in view; an
-    axis with a range of its own keeps it; matched axes share one range; reversed axes stay reversed."""
+    axis with a range of its own keeps it; matched axes share one range; reversed axes stay reversed. Axes that
+    show a picture (an `image` trace: its size is in pixels, not in x and y values) keep plotly's own fit."""
     seen: dict[str, list] = {}
     where = [(t.get("xaxis", "x"), t.get("yaxis", "y")) for t in data]
-    padded: set[str] = set()
+    padded, pictures = set(), set()
     for frame in [{"data": data}, *frames]:
         for k, trace in zip(frame.get("traces", range(len(data))), frame["data"]):
             merged = {**data[k], **trace}  # a frame's trace updates the figure's
@@ -68,6 +69,8 @@ def fix_axes(layout: dict, data: list[dict], frames: list[dict]) -> None:
             xs, ys = extents(merged)
             for axis, values in zip(where[k], (xs, ys)):
                 name = axis[0] + "axis" + axis[1:]
+                if kind == "image":
+                    pictures.add(name)
                 seen.setdefault(name, []).extend(values)
                 if kind != "heatmap":
                     padded.add(name)
@@ -81,6 +84,8 @@ def fix_axes(layout: dict, data: list[dict], frames: list[dict]) -> None:
                     v for v in (shape.get(f"{side}0"), shape.get(f"{side}1")) if isinstance(v, (int, float)))
     ranges: dict[str, list[float]] = {}
     for name, values in seen.items():
+        if name in pictures:
+            continue
         axis = layout.setdefault(name, {})
         if axis.get("range") is not None:
             ranges[name] = list(axis["range"])

@@ -1,6 +1,7 @@
 """Which models the app can offer: the shipped checkpoints and every run's latest checkpoint."""
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -8,7 +9,8 @@ from pathlib import Path
 
 from app.jobs import run_state, runs_root
 from flow.checkpoint import CheckpointError, verify_checkpoint
-from flow.data import DATASETS, TOY_SETS, class_note
+from flow.data import DATASETS, TOY_SETS, class_note, data_label, is_data_file
+from flow.datafile import sha256_of
 from flow.files import ROOT
 
 CHECKPOINT_DIR = ROOT / "checkpoints"  # the shipped checkpoints
@@ -33,10 +35,41 @@ class ModelEntry:
     run_state: str | None = None  # runs only: running, finished, stopped, failed, vanished... (app.jobs)
     error: str | None = None  # why the checkpoint is unusable
     shape: tuple[int, ...] = ()  # one example's shape, from the config: (1, 28, 28) digits or (2,) points
+    data_file: dict | None = None  # trained on a data file (`data` is then its absolute path): its record
 
     @property
     def is_image_model(self) -> bool:
-        return self.shape == MNIST_SHAPE
+        """An MNIST model: 28x28 digits trained on MNIST, which the Lesson, the Likelihood lab and Compare run
+        MNIST's test digits through (a 28x28 model of another data set is not one)."""
+        return self.shape == MNIST_SHAPE and self.data == "mnist"
+
+    @property
+    def kind(self) -> str:
+        """What the pages can show of it: "images" (greyscale, (1, H, W)), "colour" ((C, H, W), C > 1),
+        "points" ((2,): the plane) or "vectors" ((D,), D > 2: no page draws those)."""
+        if len(self.shape) == 3:
+            return "images" if self.shape[0] == 1 else "colour"
+        return "points" if self.shape == POINT_SHAPE else "vectors"
+
+    @property
+    def data_name(self) -> str:
+        """The data set's short name for a sentence: "mnist", "moons", or a data file's name ("points.npy")."""
+        return data_label(self.data) if self.data_file is not None else self.data
+
+    @property
+    def noun(self) -> str:
+        """What one example is called on a page: "digit" for MNIST, "image" for other pictures, "point"."""
+        return "digit" if self.data == "mnist" else "image" if len(self.shape) == 3 else "point"
+
+    def reword(self, text: str) -> str:
+        """A page's sentence about MNIST digits, said of this model's examples: "an image" for "a digit", its
+        own size for "784" and "28×28" (unchanged for an MNIST model)."""
+        if self.data == "mnist" or len(self.shape) != 3:
+            return text
+        for mnist, own in (("a digit", "an image"), ("A digit", "An image"), ("digit", "image"), ("Digit", "Image"),
+                           ("784", str(math.prod(self.shape))), ("28×28", "×".join(map(str, self.shape[1:])))):
+            text = text.replace(mnist, own)
+        return text
 
     @property
     def label(self) -> str:
@@ -49,7 +82,7 @@ class ModelEntry:
     def details(self) -> str:
         """The rest of what the catalog knows, for a caption: the whole name, preset, data, epoch, where it lives."""
         where = "shipped" if self.source == "shipped" else f"run, {self.run_state or 'unknown'}"
-        return f"{self.name}: {self.preset} on {self.data}{class_note(self.digit)}, epoch {self.epoch}, {where}"
+        return f"{self.name}: {self.preset} on {self.data_name}{class_note(self.digit)}, epoch {self.epoch}, {where}"
 
     @property
     def version(self) -> float:
@@ -63,10 +96,43 @@ class ModelEntry:
 MNIST_SHAPE, POINT_SHAPE = (1, 28, 28), (2,)  # the shapes the pages know: MNIST digits, points of a 2-D set
 
 
+def _is_file(data: object, record: object) -> bool:
+    """Trained on a data file: the metadata's `data` is the file's absolute path (or a `data_file` record
+    is there)."""
+    return record is not None or is_data_file(data)
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, version: int, size: int) -> str:
+    """`sha256_of` once per file version (path, mtime, size): the catalog is listed on every rerun."""
+    return sha256_of(path)
+
+
+def _data_file_problem(data: object, record: object) -> str | None:
+    """Why a model trained on a data file cannot be shown (the record is malformed, the file is missing or
+    changed since training), or None when the file is there as it was."""
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), str):
+        return (f"its metadata's data_file must be an object with the file's sha256 (got {record!r}): "
+                "it was not written by flow.train --data")
+    if not isinstance(data, str) or not os.path.isabs(data):
+        return f"its metadata's data must be the data file's absolute path (got {data!r})"
+    try:
+        stat = os.stat(data)
+        digest = _sha256(data, stat.st_mtime_ns, stat.st_size)
+    except FileNotFoundError:
+        return f"its data file {data} is missing: put it back there to explore the model"
+    except OSError as e:
+        return f"its data file {data} cannot be read ({e.strerror or e})"
+    if digest != record["sha256"]:
+        return (f"its data file {data} has changed since training (its SHA-256 differs from the one the run "
+                "recorded): put the original back, or train again on the new file")
+    return None
+
+
 def _data_of(shape: tuple[int, ...], data: object) -> tuple[str, str | None]:
     """(the data set a model of this shape was trained on, None) or ("?", why no page can show it). The shape
     decides image or 2-D; the metadata's `data` (absent when saved by save_checkpoint without data=) only names
-    the 2-D set, and must agree with the shape."""
+    the 2-D set, and must agree with the shape. (Models trained on a data file: `_data_file_problem`.)"""
     if shape == MNIST_SHAPE:
         if data in (None, "mnist"):
             return "mnist", None
@@ -100,7 +166,12 @@ def _entry(path: Path, source: str, name: str) -> ModelEntry:
     entry.shape, meta, entry.error = _verified(path, entry.version, size)
     if entry.error:
         return entry
-    entry.data, entry.error = _data_of(entry.shape, meta.get("data"))
+    data, record = meta.get("data"), meta.get("data_file")
+    if _is_file(data, record):
+        entry.data, entry.error = (data if isinstance(data, str) else "?"), _data_file_problem(data, record)
+        entry.data_file = record if isinstance(record, dict) else None
+    else:
+        entry.data, entry.error = _data_of(entry.shape, data)
     if entry.error:
         return entry
     entry.preset = meta.get("preset", "?")

@@ -10,6 +10,7 @@ No Streamlit here: the Train page draws what these functions return.
 from __future__ import annotations
 
 import fcntl
+import functools
 import json
 import math
 import os
@@ -28,9 +29,10 @@ from pathlib import Path
 import pandas as pd
 
 from flow.checkpoint import CheckpointError, read_header
-from flow.data import DATASETS, TOY_SETS, class_note, dataset_size, example_shape
+from flow.data import (DATASETS, TOY_SETS, class_note, data_label, dataset_size, default_data, example_shape,
+                       fits_data, is_data_file)
 from flow.files import ROOT, atomic_write
-from flow.model import IMAGE_PRESETS, PRESETS, default_data, fits_data
+from flow.model import IMAGE_PRESETS, PRESETS
 from flow.options import OPTIONS, Option, to_args
 from flow.run_protocol import EXIT_DIVERGED, EXIT_REFUSED, EXIT_WRITE_FAILED, batch_problem
 
@@ -39,6 +41,7 @@ MAX_RUNS_ENV = "REALNVP_MAX_RUNS"  # how many runs may train at once (default 1:
 ACTIVE = ("running", "stopping")
 FINAL = ("finished", "stopped", "diverged", "failed")  # states the trainer itself writes when it ends
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+DATASETS_DIR = "datasets"  # <runs root>/datasets/ holds uploaded and drawn data sets (app.datasets), not a run
 
 _children: dict[int, subprocess.Popen] = {}  # processes this server started: polled to get (and reap) exit codes
 _children_lock = threading.Lock()
@@ -61,14 +64,45 @@ def max_running() -> int:
         return 1
 
 
+@functools.lru_cache(maxsize=64)
+def _shape(data: str, version: float) -> tuple[int, ...] | None:
+    try:
+        return tuple(example_shape(data))
+    except (ValueError, OSError):  # a data file gone or broken since
+        return None
+
+
+def data_version(data: str) -> float:
+    """The modification time of a data file (0 for a built-in set): a cache key; OSError if it is gone."""
+    return os.stat(data).st_mtime if is_data_file(data) else 0.0
+
+
+def data_shape(data: str | None) -> tuple[int, ...] | None:
+    """The shape of one example of a data set (a name or a data file, read once per version of the file); None
+    when it cannot be read."""
+    try:
+        return _shape(data, data_version(data)) if data else None
+    except OSError:
+        return None
+
+
+def data_kind(data: str | None) -> str | None:
+    """"images" (examples with pixels), "points" (flat vectors), or None when the data cannot be read."""
+    shape = data_shape(data)
+    return None if shape is None else "images" if len(shape) > 1 else "points"
+
+
 def data_dim(data: str) -> int:
-    """D, the number of dimensions of one example: 784 for MNIST, 2 for the toy sets."""
-    return math.prod(example_shape(data))
+    """D, the number of dimensions of one example: 784 for MNIST, 2 for the toy sets, a data file's own."""
+    shape = data_shape(data)
+    if shape is None:
+        raise ValueError(f"the data set {data} cannot be read")
+    return math.prod(shape)
 
 
-def bpd_to_nats(bpd: float | pd.Series, data: str) -> float | pd.Series:
-    """Bits/dim -> negative log-likelihood in nats per example: bpd * D * ln 2."""
-    return bpd * data_dim(data) * math.log(2)
+def bpd_to_nats(bpd: float | pd.Series, dim: int) -> float | pd.Series:
+    """Bits/dim -> negative log-likelihood in nats per example of `dim` dimensions: bpd * D * ln 2."""
+    return bpd * dim * math.log(2)
 
 
 FORM_OPTIONS = tuple(o for o in OPTIONS if o.label)  # the training options the New-run form asks for
@@ -99,7 +133,9 @@ def train_args(spec: RunSpec) -> list[str]:
 
 def default_name(spec: RunSpec) -> str:
     only = f"-{spec.digit}s" if spec.digit is not None else ""
-    return f"{spec.preset}-{spec.data}{only}-{time.strftime('%Y%m%d-%H%M%S')}"
+    data = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(data_label(spec.data)).stem)[:24] if is_data_file(spec.data) \
+        else spec.data
+    return f"{spec.preset}-{data}{only}-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def run_options(run: Run) -> dict[str, object]:
@@ -119,10 +155,10 @@ def scored_on(run: Run) -> str:
     "MNIST", "MNIST (the 0s only)", "moons (2-D)", "MNIST (first 2000 test examples)". Runs named differently
     have figures that must not be compared as if alike."""
     options = run_options(run)
-    notes = ["2-D"] if run.data in TOY_SETS else []
+    notes = ["2-D"] if run.data in TOY_SETS or (is_data_file(run.data) and data_shape(run.data) == (2,)) else []
     notes += [class_note(options.get("digit")).strip(" ()")] if options.get("digit") is not None else []
     notes += [f"first {options['limit_test']} test examples"] if options.get("limit_test") is not None else []
-    name = "MNIST" if run.data == "mnist" else run.data or "unknown data"
+    name = data_label(run.data) if run.data else "unknown data"
     return name + (f" ({', '.join(notes)})" if notes else "")
 
 
@@ -133,27 +169,46 @@ def validate(spec: RunSpec, root: Path | None = None, new: bool = True) -> list[
     if spec.name and (not NAME.fullmatch(spec.name) or ".." in spec.name):
         problems.append(f"Run name {spec.name!r} is not allowed: it names a folder, so use up to 64 letters, "
                         "digits, '-', '_' or '.', starting with a letter or digit (no '/' and no '..').")
+    elif spec.name == DATASETS_DIR:
+        problems.append(f"Run name {DATASETS_DIR!r} is taken by the folder of uploaded data sets: choose another.")
     elif new and spec.name and ((root or runs_root()) / spec.name).exists():
         problems.append(f"A run named {spec.name!r} already exists: choose another name, or pick it in the "
                         "run list to resume it.")
     if spec.preset not in PRESETS:
         problems.append(f"Unknown preset {spec.preset!r}: choose one of {', '.join(PRESETS)}.")
-    if spec.data not in DATASETS:
-        problems.append(f"Unknown data set {spec.data!r}: choose one of {', '.join(DATASETS)}.")
+    data_ok = False
+    if isinstance(spec.data, str) and is_data_file(spec.data):
+        shape = data_shape(spec.data)
+        if shape is None:
+            problems.append(f"The data file {spec.data} cannot be read (gone, or not a data set): upload it again.")
+        elif spec.preset in PRESETS and not fits_data(spec.preset, spec.data):
+            problems.append(f"Preset {spec.preset} does not fit {data_label(spec.data)}, whose examples have shape "
+                            f"{shape}: toy-2d models points; {', '.join(IMAGE_PRESETS)} model images (the multi-scale "
+                            "ones need sides divisible by 4).")
+        else:
+            data_ok = True
+    elif spec.data not in DATASETS:
+        problems.append(f"Unknown data set {spec.data!r}: choose one of {', '.join(DATASETS)}, or upload a file.")
     elif spec.preset in PRESETS and not fits_data(spec.preset, spec.data):
         problems.append(f"Preset {spec.preset} does not fit data set {spec.data}: toy-2d models the 2-D toy sets "
                         f"({', '.join(TOY_SETS)}); {', '.join(IMAGE_PRESETS)} model MNIST images.")
+    else:
+        data_ok = True
     wrong = {o.name: o.problem(getattr(spec, o.name), o.label) for o in FORM_OPTIONS if not o.choices}
     problems += [p + "." for p in wrong.values() if p]
-    if spec.digit is not None and not wrong["digit"] and spec.data in TOY_SETS:
-        wrong["digit"] = f"Only this digit picks an MNIST class; the toy set {spec.data} has none: leave it empty."
+    if spec.digit is not None and not wrong["digit"] and spec.data != "mnist":
+        what = f"the toy set {spec.data}" if spec.data in TOY_SETS else data_label(spec.data) if data_ok else None
+        wrong["digit"] = f"Only this digit picks an MNIST class; {what or 'this data'} has none: leave it empty."
         problems.append(wrong["digit"])
-    if spec.preset in PRESETS and spec.data in DATASETS and not any(wrong[k] for k in ("batch_size", "limit_train",
-                                                                                      "digit")):
+    if spec.preset in PRESETS and data_ok and not any(wrong[k] for k in ("batch_size", "limit_train", "digit")):
         batch = spec.batch_size or PRESETS[spec.preset].batch_size  # empty: the preset's, as flow.train does
-        examples = dataset_size(spec.data, "train", spec.digit)
-        if problem := batch_problem(batch, min(spec.limit_train or examples, examples)):
-            problems.append(problem[0].upper() + problem[1:])
+        try:
+            examples = dataset_size(spec.data, "train", spec.digit)
+        except (ValueError, OSError) as e:
+            problems.append(f"{e}.")
+        else:
+            if problem := batch_problem(batch, min(spec.limit_train or examples, examples)):
+                problems.append(problem[0].upper() + problem[1:])
     if problem := THREADS.problem(spec.threads, THREADS.label):
         problems.append(problem + ".")
     return problems
@@ -174,6 +229,7 @@ class Run:
     preset: str | None = None
     data: str | None = None
     epochs: int | None = None  # planned (the latest --epochs)
+    dim: int | None = None  # D of one example: from the data, else from the checkpoint's model (a data file gone)
     checkpoint_epoch: int | None = None  # epochs done in the latest checkpoint
     test_bpd: float | None = None  # of the latest checkpoint
     started: float | None = None  # when the latest process was launched (or the folder's time)
@@ -324,12 +380,15 @@ def read_run(path: Path) -> Run:
     run = Run(name=path.name, path=path, state="vanished", job=job, preset=job.get("preset"),
               data=job.get("data"), epochs=job.get("epochs") or status.get("epochs"), started=job.get("started"))
     try:
-        _, meta = read_header(run.checkpoint)
+        config, meta = read_header(run.checkpoint)
+        run.dim = math.prod(config.shape)
         run.checkpoint_epoch, run.test_bpd = meta.get("epoch"), meta.get("test_bpd")
         run.preset, run.data = run.preset or meta.get("preset"), run.data or meta.get("data")
         run.epochs = run.epochs or meta.get("epochs_planned")
     except CheckpointError:
         pass
+    if (shape := data_shape(run.data)) is not None:
+        run.dim = math.prod(shape)
     if run.started is None:
         run.started = status.get("updated") or path.stat().st_mtime
 
@@ -386,7 +445,7 @@ def list_runs(root: Path | None = None) -> list[Run]:
 
 def _is_run_folder(path: Path) -> bool:
     """A real folder (a symbolic link could lead stop, resume and delete outside the runs root)."""
-    return path.is_dir() and not path.is_symlink() and not path.name.startswith(".")
+    return path.is_dir() and not path.is_symlink() and not path.name.startswith(".") and path.name != DATASETS_DIR
 
 
 def get_run(name: str, root: Path | None = None) -> Run:
@@ -589,7 +648,7 @@ def progress(run: Run, metrics: pd.DataFrame) -> Progress | None:
     eta = max(0.0, (run.epochs - epoch) * wall / epoch) if epoch > 0 and run.active else None
     return Progress(epoch=epoch, epochs=run.epochs, fraction=min(1.0, max(0.0, epoch / run.epochs)),
                     step=int(last.step), images_per_s=speed, eta_s=eta,
-                    unit="images" if run.data == "mnist" else "points")
+                    unit="points" if data_kind(run.data) == "points" else "images")
 
 
 def format_duration(seconds: float) -> str:

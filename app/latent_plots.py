@@ -52,9 +52,10 @@ def grid_figure(frames: Tensor, nrow: int, labels: Sequence[str], width: int = 9
     return fig
 
 
-def bits_figure(t: Tensor, bits: Tensor, test_bpd: float | None, height: int = 260) -> go.Figure:
-    """The bits/dim of each frame of a path against t, with the model's test-set average as a dotted line."""
-    fig = px.line(x=t, y=bits, markers=True, labels={"x": "t (0 = first digit, 1 = second)", "y": "bits/dim"})
+def bits_figure(t: Tensor, bits: Tensor, test_bpd: float | None, height: int = 260, noun: str = "digit") -> go.Figure:
+    """The bits/dim of each frame of a path against t, with the model's test-set average as a dotted line; `noun`
+    names the two ends (a digit, an image)."""
+    fig = px.line(x=t, y=bits, markers=True, labels={"x": f"t (0 = first {noun}, 1 = second)", "y": "bits/dim"})
     if test_bpd is not None:
         fig.add_hline(test_bpd, line_dash="dot", annotation_text=f"test-set average {test_bpd:.2f}")
     fig.update_layout(height=height, margin={"l": 0, "r": 0, "t": 10, "b": 0})
@@ -75,3 +76,22 @@ def gif_of(frames: Tensor, ms_per_frame: int = 120, scale: int = 6, boomerang: b
     buf = io.BytesIO()
     images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=ms_per_frame, loop=0)
     return buf.getvalue()
+
+
+def plane_walk_figure(base: go.Figure, walk: dict[str, Tensor], samples: Tensor, height: int = 460) -> go.Figure:
+    """A 2-D model's plane (`base`: the learned density and the data, `explore_plots.density_figure`) with
+    samples, the straight line between two data points and the decoded latent walk between them
+    (`flow.latent.plane_walk`), each point of the walk hoverable with its log p(x)."""
+    fig = go.Figure(base)
+    fig.add_scatter(x=samples[:, 0].numpy(), y=samples[:, 1].numpy(), mode="markers", name="samples",
+                    marker={"color": "#f58518", "size": 4, "opacity": 0.8}, hoverinfo="skip")
+    for key, name, style in (("line", "straight line in x", {"color": "#c7c7c7", "dash": "dot", "width": 2}),
+                             ("path", "latent walk, decoded", {"color": "#e45756", "width": 3})):
+        points, log_p = walk[key].numpy(), walk[f"{key}_log_p"].numpy()
+        fig.add_scatter(x=points[:, 0], y=points[:, 1], mode="lines+markers", name=name, line=style,
+                        marker={"size": 6}, customdata=log_p,
+                        hovertemplate=f"{name}: log p = %{{customdata:.2f}} nats<extra></extra>")
+    fig.update_layout(height=height, showlegend=True,
+                      legend={"orientation": "h", "yanchor": "top", "y": -0.06, "x": 0, "bgcolor": "rgba(0,0,0,0)"},
+                      title={"text": "the plane: density, data, samples and the walk"})
+    return fig

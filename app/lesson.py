@@ -35,7 +35,7 @@ def pick_model(entries: Sequence[ModelEntry], images: bool, chosen: str | None =
     """The model a step runs on. An MNIST step: the sidebar's model (path `chosen`) when it is a usable MNIST
     one, else the first usable MNIST model in the catalog's order. The 2-D step: the shipped toy-2d-moons, else
     the first usable 2-D model. None if there is none of the kind."""
-    usable = [e for e in entries if e.error is None and e.is_image_model == images]
+    usable = [e for e in entries if e.error is None and (e.is_image_model if images else e.kind == "points")]
     preferred = (lambda e: str(e.path) == chosen) if images else (lambda e: e.name == TOY)
     return next((e for e in usable if preferred(e)), usable[0] if usable else None)
 

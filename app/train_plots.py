@@ -22,22 +22,23 @@ UNITS = ("bits/dim", "nats")
 Y_TITLE = {"bits/dim": "NLL (bits/dim)", "nats": "NLL (nats per example)"}
 
 
-def nll_columns(metrics: pd.DataFrame, data: str, unit: str) -> pd.DataFrame:
-    """train/test NLL in the chosen unit: bits/dim as logged, or nats = bits/dim * D * ln 2."""
+def nll_columns(metrics: pd.DataFrame, dim: int | None, unit: str) -> pd.DataFrame:
+    """train/test NLL in the chosen unit: bits/dim as logged, or nats = bits/dim * D * ln 2 (none where D, the
+    size of one example, is unknown)."""
     out = metrics.copy()
     if unit == "nats":
         for col in ("train_bpd", "test_bpd"):
-            out[col] = bpd_to_nats(out[col], data)
+            out[col] = bpd_to_nats(out[col], dim) if dim else float("nan")
     return out
 
 
-def nll_figure(runs: dict[str, tuple[pd.DataFrame, str]], unit: str = "bits/dim", x: str = "step",
+def nll_figure(runs: dict[str, tuple[pd.DataFrame, int | None]], unit: str = "bits/dim", x: str = "step",
                height: int = 360) -> go.Figure:
-    """NLL curves of runs ({name: (metrics, data set)}): train (a point every few steps) and test (a point each
+    """NLL curves of runs ({name: (metrics, D of one example)}): train (a point every few steps) and test (a point each
     epoch). One run: train and test in two colours; several: one colour a run, train dotted."""
     fig, single, palette = go.Figure(), len(runs) == 1, qualitative.Plotly
-    for i, (name, (metrics, data)) in enumerate(runs.items()):
-        m = nll_columns(metrics, data, unit)
+    for i, (name, (metrics, dim)) in enumerate(runs.items()):
+        m = nll_columns(metrics, dim, unit)
         train, test = m[m.kind == "step"], m[m.kind == "epoch"]
         prefix = "" if single else f"{name} "
         color = palette[i % len(palette)]
@@ -148,3 +149,12 @@ def block_figure(history: BlockHistory, data: str) -> go.Figure:
     fig.update_xaxes(title_text="step")
     fig.update_layout(height=max(300, 16 * len(history.names) + 120), margin=dict(l=0, r=0, t=30, b=0))
     return fig
+
+
+def points_preview_figure(points: np.ndarray, title: str) -> go.Figure:
+    """2-D points as a square scatter on the plane view's fixed axes (where the flow will draw them)."""
+    axis = {"range": [-EXTENT, EXTENT], "zeroline": False, "constrain": "domain"}
+    return go.Figure(go.Scattergl(x=points[:, 0], y=points[:, 1], mode="markers",
+                                  marker={"size": 3, "opacity": 0.6}, hoverinfo="skip"),
+                     layout={"height": 330, "margin": {"l": 0, "r": 0, "t": 40, "b": 0}, "title": {"text": title},
+                             "xaxis": axis, "yaxis": {**axis, "scaleanchor": "x"}, "showlegend": False})

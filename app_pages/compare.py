@@ -9,7 +9,7 @@ from flow import explore, latent
 from flow.viz import image_grid
 from ui.digits import digit_input
 from ui.noise import noise_seed_input
-from ui.sidebar import load
+from ui.sidebar import KEY as MODEL_KEY, load
 from ui.url_state import BIND, name_from_url, url_decides
 
 PLAIN = {"displayModeBar": False}
@@ -20,7 +20,12 @@ st.markdown("The same digit, with the same dequantization noise, through two flo
             "same fraction of their blocks, and each bar chart adds up that model's bits/dim (paper Eq. 3). Pick the "
             "seed's MLP against the paper's multi-scale convolutional flow, or any two MNIST models of the sidebar's "
             "list: the shipped checkpoints and each training run's latest checkpoint.")
-entries = {e.name: e for e in list_models() if e.error is None and e.is_image_model}
+listed = list_models()
+entries = {e.name: e for e in listed if e.error is None and e.is_image_model}
+sidebar = next((e for e in listed if str(e.path) == st.session_state.get(MODEL_KEY) and e.error is None), None)
+if sidebar is not None and not sidebar.is_image_model:  # this page takes MNIST models only, not the sidebar's
+    st.info(f"Compare runs one MNIST digit through two MNIST models: the sidebar's **{sidebar.name}**, trained on "
+            f"{sidebar.data_name}, is not among them.")
 if len(entries) < 2:
     st.info("Comparing needs two MNIST models: train another on the Train page.")
     st.stop()

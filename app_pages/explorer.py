@@ -9,7 +9,7 @@ import streamlit as st
 from app import explore_plots as plots, jobs
 from app.catalog import list_models
 from flow import explore
-from flow.data import TOY_SETS, make_toy
+from flow.data import TOY_SETS
 from ui.classroom import notice
 from ui.digits import digit_input
 from ui.noise import noise_seed_input
@@ -144,8 +144,8 @@ def animated(view: tuple, _build: Callable[[], go.Figure]) -> go.Figure:
 
 
 @st.cache_resource(max_entries=8, show_spinner="Evaluating the density …")
-def density(path: str, version: float, _model) -> tuple[np.ndarray, np.ndarray]:
-    return explore.density(_model)
+def density(path: str, version: float, extent: float, _model) -> tuple[np.ndarray, np.ndarray]:
+    return explore.density(_model, extent)
 
 
 def opening(n: int) -> int:
@@ -163,7 +163,7 @@ def toy_training_offer() -> None:
     """2-D models show the flow as a warping of the plane; offer a quick one (a real run) when none exists."""
     name = st.session_state.get("toy_run")  # the run this session started, once it has
     if name is None:
-        if any(e.error is None and not e.is_image_model for e in list_models()):
+        if any(e.error is None and e.kind == "points" for e in list_models()):
             st.caption("To see the flow bend the plane (paper Fig. 1), pick a **toy-2d** model in the sidebar.")
             return
         st.info("There is no 2-D model yet. Train a small one here in about 20 seconds to watch a flow bend "
@@ -205,12 +205,13 @@ if picked is None:
 model, entry = picked
 ident = (str(entry.path), entry.version)
 
-if entry.is_image_model:
-    st.markdown("A digit turned into Gaussian noise block by block, and back: pick one, then press play.")
+say = entry.reword  # the text is about MNIST digits: said of this model's images where they are not
+if entry.kind == "images":
+    st.markdown(say("A digit turned into Gaussian noise block by block, and back: pick one, then press play."))
     with st.container(border=True):  # the digit beside how it is traced: the animation starts on the first screen
         pick, settings = st.columns([3, 2])
         with pick:
-            digit = digit_input("explorer", "Digit")
+            digit = digit_input("explorer", say("Digit"), entry=entry)
         mode, seed_box = settings, settings
         with_noise = mode.radio("Trace", TRACE_MODES, key="trace_mode", bind=BIND,
                                 help="The model was trained on pixels plus uniform noise: that is what it "
@@ -227,36 +228,37 @@ if entry.is_image_model:
 
     def bits_note() -> str:
         if not with_noise:
-            return (f"At the bin centres this is a density at one point of each pixel's bin, not the digit's "
+            return say(f"At the bin centres this is a density at one point of each pixel's bin, not the digit's "
                     f"bits/dim: with dequantization noise (seed {noise_seed}) the digit scores "
                     f"**{digit_bits:.3f} bits/dim**.")
         card = f" The model card's {entry.test_bpd:.3f} is the average over the test digits." \
             if entry.test_bpd is not None else ""
-        return (f"This is the digit's bits/dim: uniform dequantization with one noise draw (seed {noise_seed}), on "
+        return say(f"This is the digit's bits/dim: uniform dequantization with one noise draw (seed {noise_seed}), on "
                 f"the [0, 256) pixel scale, as the Latent Playground and `python -m flow.evaluate --seed "
                 f"{noise_seed}` score it.{card} Another noise draw moves one digit's figure by up to about a tenth.")
 
     head, unit_box = st.columns([2, 1], vertical_alignment="bottom")
-    head.subheader("Digit → noise")
+    head.subheader(say("Digit → noise"))
     units = unit_box.segmented_control("Likelihood in", ["nats", "bits/dim"], default="bits/dim", key="units",
                                        bind=BIND, label_visibility="collapsed",  # a row lower: the animation
                                        help="The likelihood's unit in the bar chart")  # starts on the first screen
-    captions = [BRIEF["data" if with_noise else "centres"]] + [
-        f"{BRIEF[kind]} Inverts to {sci(err)}." for kind, err in zip(steps.kinds[1:], steps.roundtrip[1:])]
+    captions = [say(BRIEF["data" if with_noise else "centres"])] + [
+        f"{say(BRIEF[kind])} Inverts to {sci(err)}." for kind, err in zip(steps.kinds[1:], steps.roundtrip[1:])]
     level = explore.ks_noise_level(model.dim)
     with st.container(key="flow_animation"):  # stepping and playing happen in the browser
         view = ("flow", *ident, source, seed, units, opening(len(steps)))
         st.plotly_chart(animated(view, lambda: plots.flow_animation(
             steps, dec, "nats" if units == "nats" else "bpd", captions, opening(len(steps)), level)),
             key="flow_chart", config=PLAIN)
-    st.markdown(r"Press **play** or drag the slider: every block of this digit is already in your browser. The bars "
+    st.markdown(say(r"Press **play** or drag the slider: every block of this digit is already in your browser. "
+                    r"The bars "
                 r"add up the likelihood from left to right (paper Eq. 3; :green[■] shortens the code, :red[■] lengthens "
                 r"it, :orange[■] is the block on screen), "
                 r"$\log p(u) = \log \mathcal N(z; 0, I) + \sum_k \log|\det \partial h_k/\partial h_{k-1}|$, "
                 r"and $\text{bits/dim} = (-\log p(u) + D \log 256)/(D \log 2)$. "
                 f"Total: **log p(u) = {dec.log_prob:.1f} nats, or {dec.bits_per_dim:.3f} bits/dim**. " + bits_note()
                 + f" At the end the {model.dim} values should look like draws from $\\mathcal N(0, 1)$: a KS distance "
-                  f"below about {level:.2f} (the dotted line) is within sampling noise.")
+                  f"below about {level:.2f} (the dotted line) is within sampling noise."))
 
     def audit(i: int) -> None:
         """How exactly this block and the whole flow invert, and its log-det against autograd's."""
@@ -270,18 +272,18 @@ if entry.is_image_model:
         if steps.kinds[i] == "factor-out":
             return
         if st.toggle("Log-det against autograd", key="autograd_check",
-                     help="Builds the block's full 784 × 784 Jacobian with torch.func.jacrev (up to a second) "
-                          "and takes log|det| of it"):
+                     help=say("Builds the block's full 784 × 784 Jacobian with torch.func.jacrev (up to a second) "
+                          "and takes log|det| of it")):
             claimed, built = jacobian(*ident, source, seed, i, model, steps)
-            st.caption(f"log|det J|: **{claimed:.4f}** nats from the block's own formula, **{built:.4f}** from "
-                       f"autograd's 784 × 784 Jacobian (difference {sci(abs(claimed - built))}).")
+            st.caption(say(f"log|det J|: **{claimed:.4f}** nats from the block's own formula, **{built:.4f}** from "
+                       f"autograd's 784 × 784 Jacobian (difference {sci(abs(claimed - built))})."))
 
     def forward_block(i: int) -> None:
         kind = steps.kinds[i]
         st.markdown(f"#### {i}. {steps.names[i]}  ·  log-det {steps.logdets[i]:+.2f} nats")
         text, maps = st.columns([2, 3])
         with text:
-            st.markdown(ABOUT["data" if with_noise else "centres"] if kind == "data" else ABOUT[kind])
+            st.markdown(say(ABOUT["data" if with_noise else "centres"] if kind == "data" else ABOUT[kind]))
             if kind == "coupling" and np.isnan(steps.block(i)["s"]).any():
                 st.markdown("Grey: dimensions already factored out, which this block does not see.")
             audit(i)
@@ -296,13 +298,13 @@ if entry.is_image_model:
 
     @st.fragment  # its own reruns: a new temperature or seed does not resend the digit's animation, nor it this
     def generation() -> None:
-        st.header("Noise → digit")
-        st.markdown(r"Generation runs the same blocks backwards: $x = f^{-1}(z)$. Start from Gaussian noise "
+        st.header(say("Noise → digit"))
+        st.markdown(say(r"Generation runs the same blocks backwards: $x = f^{-1}(z)$. Start from Gaussian noise "
                     r"$z \sim \mathcal N(0, T^2 I)$ (a temperature $T < 1$ gives cleaner, less varied digits) or from "
-                    r"the digit's own code $z = f(u)$, which comes back exactly: the flow is invertible.")
+                    r"the digit's own code $z = f(u)$, which comes back exactly: the flow is invertible."))
         c1, c2, c3 = st.columns([2, 2, 1])
         start = c1.radio("Start from", ["noise z ~ N(0, T²I)", "the encoded digit"], key="gen_start", horizontal=True,
-                         bind=BIND)
+                         bind=BIND, format_func=say)  # the option itself stays the URL's value
         if start == "the encoded digit":
             z, start_key = steps.states[-1].copy(), f"code:{source}:{seed}"
         else:
@@ -320,7 +322,7 @@ if entry.is_image_model:
         with text:
             st.markdown("**What undoing each kind of block does**")
             for kind in dict.fromkeys(back.kinds):
-                st.markdown(UNDO.get(kind, UNDO["coupling"]))
+                st.markdown(say(UNDO.get(kind, UNDO["coupling"])))
         with pic.container(key="gen_animation"):
             st.plotly_chart(animated(("gen", *ident, start_key), lambda: plots.steps_animation(back)), key="gen_chart",
                             config=PLAIN)
@@ -329,8 +331,8 @@ if entry.is_image_model:
     st.divider()
     toy_training_offer()
 
-else:
-    data = make_toy(entry.data, 1500, seed=1)
+elif entry.kind == "points":
+    data = explore.plane_data(entry.data)
     spread = float(explore.decomposition(model, traced(*ident, "points", None, model, data)).logdets.sum())
     st.markdown("A 2-D flow bends the plane, like Figure 1 of the Real NVP paper: **inference** $x \\to z$ "
                 "carries the data onto a standard Gaussian, **generation** $z \\to x$ carries Gaussian samples "
@@ -344,7 +346,8 @@ else:
     c1, c2, c3 = st.columns([2, 2, 1])
     direction = c1.radio("Direction", ["inference x → z", "generation z → x"], key="toy_direction", horizontal=True,
                          bind=BIND)
-    grid, per_line = explore.grid_lines()
+    square = explore.plane_extent(data)  # the toy sets' square, or one the data file's points fit in
+    grid, per_line = explore.grid_lines(0.75 * square)
     if direction == "inference x → z":
         start, toy_key = data, "points"
         steps = traced(*ident, toy_key, None, model, start)
@@ -357,7 +360,7 @@ else:
         lines = generated(*ident, "grid", model, grid)
     colour = np.arctan2(start[:, 1].numpy(), start[:, 0].numpy())  # follow each point by where it started
     extent = plots.plane_extent(steps.states)
-    ticks, dens = density(*ident, model)
+    ticks, dens = density(*ident, square, model)
     titles = [f"{i}. {name} · KS to N(0, I): {ks:.3f}" for i, (name, ks) in enumerate(zip(steps.names, steps.ks))]
     left, right = st.columns(2)
     with left.container(key="toy_animation"):  # stepping and playing happen in the browser

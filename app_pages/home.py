@@ -4,10 +4,11 @@ import streamlit as st
 from app import jobs
 
 st.title(":material/cyclone: Real NVP Explorer")
-st.markdown("A **normalizing flow** learns an invertible map $f$ that turns data $x$ (here MNIST digits or 2-D "
-            "points) into a latent $z = f(x)$ with a simple density, a standard Gaussian. *Real NVP* (Dinh, "
-            "Sohl-Dickstein and Bengio, [Density estimation using Real NVP](https://arxiv.org/abs/1605.08803), "
-            "2016) builds $f$ from layers that are easy to invert and whose Jacobian determinant is cheap.")
+st.markdown("A **normalizing flow** learns an invertible map $f$ that turns data $x$ (here MNIST digits, 2-D "
+            "points, or a data set of your own) into a latent $z = f(x)$ with a simple density, a standard "
+            "Gaussian. *Real NVP* (Dinh, Sohl-Dickstein and Bengio, "
+            "[Density estimation using Real NVP](https://arxiv.org/abs/1605.08803), 2016) builds $f$ from layers "
+            "that are easy to invert and whose Jacobian determinant is cheap.")
 
 st.subheader("Pages")
 st.page_link("app_pages/lesson.py", label="**Start here: the Lesson**", icon=":material/school:")

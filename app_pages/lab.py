@@ -16,7 +16,7 @@ from ui.url_state import BIND
 VIEWS = ("Digits against other inputs", "Samples by temperature")
 
 st.title(":material/science: Likelihood lab")
-chosen = current_model(images_only=True)
+chosen = current_model("mnist")
 if chosen is None:
     st.stop()
 model, entry = chosen

@@ -1,11 +1,14 @@
 """Real NVP (Dinh, Sohl-Dickstein and Bengio, 2016) in PyTorch: the library.
 
-    from flow import build_model, load_checkpoint
-    model = load_checkpoint("checkpoints/realnvp-mnist.safetensors")
-    bits = model.bits_per_dim(digits_uint8)
+    import flow
+    model = flow.pretrained("realnvp-res1-w64-mnist")          # a shipped model (flow.pretrained)
+    bits = model.bits_per_dim(flow.load_dataset("mnist", "test")[:100])
+    mine = flow.build_model(flow.FlowConfig(shape=(5,), coupling="mlp"))
+    history = flow.fit(mine, my_points, epochs=20, batch_size=256, lr=1e-3)   # (N, 5) floats
 
 The public names below are imported on first use, so `import flow` (and a torch-free helper such as
-`flow.files`) stays cheap. flow/ imports torch, numpy and safetensors, never the app (app/, ui/).
+`flow.files` or `flow.config`) does not import torch. flow/ imports torch, numpy, safetensors and tqdm
+(Pillow and torchvision only inside the functions that draw or read pictures), never the app (app/, ui/).
 """
 from __future__ import annotations
 
@@ -16,18 +19,29 @@ __version__ = "0.1.0"
 
 _PUBLIC = {  # name -> the module that defines it
     "Flow": "flow.model",
-    "FlowConfig": "flow.model",
-    "PRESETS": "flow.model",
+    "FlowConfig": "flow.config",
+    "PRESETS": "flow.config",
     "build_model": "flow.model",
     "CheckpointError": "flow.checkpoint",
     "load_checkpoint": "flow.checkpoint",
     "save_checkpoint": "flow.checkpoint",
+    "fit": "flow.train",
+    "load_dataset": "flow.data",
+    "read_data_file": "flow.datafile",
 }
-__all__ = ["__version__", *_PUBLIC]
+# flow.pretrained is a module and the function it defines: bound here (the module is torch-free), so that
+# `flow.pretrained(name)` is the function even after `import flow.pretrained`
+from flow.pretrained import pretrained  # noqa: E402
+
+__all__ = ["__version__", "pretrained", *_PUBLIC]
 
 if TYPE_CHECKING:  # for type checkers and editors; at run time __getattr__ imports on demand
     from flow.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-    from flow.model import PRESETS, Flow, FlowConfig, build_model
+    from flow.config import PRESETS, FlowConfig
+    from flow.data import load_dataset
+    from flow.datafile import read_data_file
+    from flow.model import Flow, build_model
+    from flow.train import fit
 
 
 def __getattr__(name: str):

@@ -67,6 +67,11 @@ METADATA_RULES = {
     "data": ("a string", lambda v: isinstance(v, str)),
     "preset": ("a string", lambda v: isinstance(v, str)),
     "options": ("an object", lambda v: isinstance(v, dict)),
+    # a run trained on a data file (flow.datafile's record): the app shows its name, shape and counts
+    "data_file": ("an object with the file's name, sha256, shape, dtype and train and test counts",
+                  lambda v: isinstance(v, dict) and isinstance(v.get("file"), str) and isinstance(v.get("sha256"), str)
+                  and isinstance(v.get("shape"), list) and all(_whole(d) and d >= 1 for d in v["shape"])
+                  and isinstance(v.get("dtype"), str) and all(_whole(v.get(k)) for k in ("train", "test"))),
     "library": ("an object", lambda v: isinstance(v, dict)),
 }
 MAX_HEADER = 100 * 2**20  # safetensors' own limit on the JSON header

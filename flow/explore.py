@@ -16,8 +16,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from flow.data import is_data_file, load_dataset, make_toy
 from flow.layers import Transform
-from flow.model import Flow, TraceStep, prior_log_prob
+from flow.model import Flow, TraceStep
 
 LN2 = math.log(2)
 
@@ -277,13 +278,28 @@ class Decomposition:
 def decomposition(model: Flow, steps: Steps) -> Decomposition:
     """The per-block terms of a forward `Steps`, with the prior term evaluated at its final state."""
     z = torch.from_numpy(steps.states[-1])
-    prior = prior_log_prob(z).mean()
+    prior = model.prior_log_prob(z).mean()
     bits = model.bits_from_log_prob(prior + torch.from_numpy(steps.logdets[1:]).sum())
     return Decomposition(names=steps.names[1:], logdets=steps.logdets[1:], prior=float(prior), dim=model.dim,
                          images=model.config.preprocess, bits_per_dim=float(bits))
 
 
-# ----- 2-D models: a grid to push through, and the learned density ---------------------------------------
+# ----- 2-D models: their points, a grid to push through, and the learned density -------------------------
+def plane_data(spec: str, n: int = 1500) -> Tensor:
+    """The points (float32 (n, 2)) a 2-D view carries through the flow: n points of a toy set (its test seed), or
+    the first n training points of a data file (`spec`: a toy set's name or the file's path)."""
+    if is_data_file(spec):
+        return load_dataset(spec, "train")[:n]
+    return make_toy(spec, n, seed=1)
+
+
+def plane_extent(points: Tensor | np.ndarray) -> float:
+    """Half the side of the square a 2-D view draws the density on: 4 (every toy set fits), or more for data
+    that reaches further (99.5% of the coordinates inside); the grid of `grid_lines` spans 3/4 of it."""
+    reach = float(np.percentile(np.abs(np.asarray(points)), 99.5)) if len(points) else 0.0
+    return max(4.0, float(math.ceil(reach + 0.5)))
+
+
 def grid_lines(extent: float = 3.0, lines: int = 13, points: int = 80) -> tuple[Tensor, int]:
     """Points along `lines` horizontal and `lines` vertical lines over [-extent, extent]^2, (2 lines x
     points, 2), and the number of points per line (the page draws them as polylines)."""

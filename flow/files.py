@@ -10,7 +10,18 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent  # the project: flow/, checkpoints/, streamlit_app.py, data/
+
+
+def _root() -> Path:
+    """The checkout that holds this flow/ (its pyproject.toml beside flow/), as for `pip install -e .` and the
+    app; for a wheel installed into site-packages, the current directory at import, never site-packages."""
+    checkout = Path(__file__).resolve().parent.parent
+    return checkout if (checkout / "pyproject.toml").is_file() else Path.cwd().resolve()
+
+
+# The project folder: checkpoints/ (the shipped models and runs/), data/ (MNIST's torchvision folder),
+# streamlit_app.py. An installed library has no checkout: there it is the folder Python was started in.
+ROOT = _root()
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> None:

@@ -19,18 +19,21 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from flow.latent import decode_with_bits
 from flow.model import Flow
+from flow.viz import pillow
 
 TEMPERATURES = (0.0, 0.25, 0.5, 0.7, 0.85, 1.0, 1.25, 1.5)
 LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZabdefghkmnpqrstuvwxyz"  # no I, O, l, o, c: they read as 1 and 0
 
 
 def _letters(n: int, g: torch.Generator) -> Tensor:
-    """n letters drawn like MNIST digits: white strokes on black, about 20 px tall, near the centre."""
+    """n letters drawn like MNIST digits: white strokes on black, about 20 px tall, near the centre.
+    ImportError without Pillow (drawn with its default font)."""
+    PIL = pillow()
+    Image, ImageDraw, ImageFont = PIL.Image, PIL.ImageDraw, PIL.ImageFont
     out = []
     for k in torch.randint(len(LETTERS), (n,), generator=g).tolist():
         size, dx, dy = (torch.randint(lo, hi, (1,), generator=g).item() for lo, hi in ((18, 25), (-2, 3), (-2, 3)))
@@ -126,6 +129,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"error: {e}")
     if not model.config.preprocess:
         sys.exit("error: the likelihood lab needs an MNIST model; this checkpoint is a 2-D one")
+    try:
+        pillow()  # the "letters" inputs are drawn with Pillow: say so before the long part, not halfway
+    except ImportError as e:
+        sys.exit(f"error: {e}")
     digits = load_mnist("test")[0][:args.n].unsqueeze(1)
     test = bits(model, digits, args.seed)
     for kind in tqdm(KINDS, desc="inputs", file=sys.stderr):

@@ -126,7 +126,8 @@ def decode_with_bits(model: Flow, z: Tensor, seed: int = 0) -> tuple[Tensor, Ten
 
 @torch.inference_mode()
 def encode_digits(model: Flow, digits: Tensor) -> Tensor:
-    """8-bit digits (B, 1, 28, 28) -> flat latents (B, D), encoded at the bin centres (x + 1/2) / 256.
+    """8-bit images (B, C, H, W), MNIST's (B, 1, 28, 28) -> flat latents (B, D), encoded at the bin centres
+    (x + 1/2) / 256.
 
     Not with dequantization noise, on purpose. On the shipped realnvp-mnist, over 400 test digits:
     bin-centre codes decode back to exactly the same 8-bit digit every time (with one noise draw, 5
@@ -135,3 +136,15 @@ def encode_digits(model: Flow, digits: Tensor) -> Tensor:
     cleaner. Their codes are shorter than typical Gaussian draws (|z| / sqrt(D) = 0.48 against 1.00):
     the bin centre is where the model's density peaks, not a typical point of its bin."""
     return model.encode(digits).cpu()
+
+
+@torch.inference_mode()
+def plane_walk(model: Flow, ends: Tensor, n: int, method: str = "slerp") -> dict[str, Tensor]:
+    """2-D models: the walk between the codes of two points `ends` (2, 2), decoded back into the plane, beside
+    the straight line between the same two points in the plane. -> {"path": (n, 2) decoded points, "path_log_p":
+    (n,) their log p(x) in nats, "line": (n, 2), "line_log_p": (n,)}: where a walk in z lands, and how likely."""
+    z = model.encode(ends.to(model.device)).cpu()
+    path = model.decode(interpolate(model, z[0], z[1], n, method).to(model.device))
+    line = lerp(ends[0], ends[1], torch.linspace(0, 1, n)).to(model.device)
+    return {"path": path.cpu(), "path_log_p": model.log_prob(path).cpu(), "line": line.cpu(),
+            "line_log_p": model.log_prob(line).cpu()}

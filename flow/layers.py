@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -120,7 +121,7 @@ class ActNorm(Transform):
     evaluation, it works on a single image (the explorer traces one digit at a time) and it needs no
     statistics synchronised across DDP ranks. The first batch seen in training mode sets loc and
     log_scale so that the output has zero mean and unit variance (a feature without spread in that
-    batch keeps scale 1).
+    batch keeps scale 1). `Flow.initialize` and `Flow.skip_data_init` choose that start instead.
     """
 
     kind = "actnorm"
@@ -136,6 +137,10 @@ class ActNorm(Transform):
 
     @torch.no_grad()
     def _initialize(self, x: Tensor) -> None:
+        if x.shape[0] == 1:
+            warnings.warn("ActNorm's data-dependent start ran on a batch of one example: its loc is now that "
+                          "example for good. Use model.eval() for a single-example check, or start with "
+                          "Flow.initialize(batch) or Flow.skip_data_init() (see help(Flow)).", stacklevel=2)
         dims = self._reduce_dims(x)
         std = x.std(dims, correction=0)
         # One example, or a feature constant over the batch, has no spread to normalise by (its scale

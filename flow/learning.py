@@ -21,7 +21,7 @@ from torch import Tensor
 
 from flow.checkpoint import save_checkpoint
 from flow.files import atomic_write
-from flow.model import Flow, prior_log_prob
+from flow.model import Flow
 
 LATENTS = Path("samples") / "latents.safetensors"
 SNAPSHOTS = "snapshots"
@@ -93,9 +93,9 @@ def list_snapshots(run_dir: Path) -> list[tuple[int, Path]]:
 def block_stats(model: Flow, x: Tensor) -> dict[str, object]:
     """How each block of the forward walk on the batch x (as the model takes it: dequantized images in
     [0, 1] or points) shapes the likelihood: {"logdet": per stage, the mean log|det J| in nats per example
-    (0 for squeezes and factor-outs), "prior": the mean log N(z; 0, I), "saturation": per stage, the share
-    of a coupling's transformed dimensions where |tanh| of its scale, s / scale, is above SATURATED (None for
-    other blocks)}. Lists follow `model.transform.names`."""
+    (0 for squeezes and factor-outs), "prior": the mean log density of z under the model's base distribution
+    (`prior_log_prob`), "saturation": per stage, the share of a coupling's transformed dimensions where |tanh| of
+    its scale, s / scale, is above SATURATED (None for other blocks)}. Lists follow `model.transform.names`."""
     logdets, saturation = [], []
     for step, (_, block) in zip(model.transform.walk(x, "details"), model.transform.stages):
         logdets.append(round(step.logdet.mean().item(), 4))
@@ -105,4 +105,5 @@ def block_stats(model: Flow, x: Tensor) -> dict[str, object]:
         free = (1.0 - step.mask).expand_as(step.s).bool()
         tanh = step.s / torch.where(block.scale == 0, 1.0, block.scale)
         saturation.append(round(((tanh.abs() > SATURATED) & free).sum().item() / max(1, free.sum().item()), 4))
-    return {"logdet": logdets, "prior": round(prior_log_prob(step.state()).mean().item(), 4), "saturation": saturation}
+    prior = round(model.prior_log_prob(step.state()).mean().item(), 4)  # the model's own base distribution
+    return {"logdet": logdets, "prior": prior, "saturation": saturation}

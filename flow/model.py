@@ -1,12 +1,22 @@
-"""The Real NVP model: configuration, presets, and the flow with its likelihood, sampling and traces."""
+"""The Real NVP model: the flow with its likelihood, sampling and traces, and `build_model`. The configuration
+and the presets live in the torch-free `flow.config` and are re-exported here."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
 
 import torch
 from torch import Tensor, nn
 
+from flow.config import (  # re-exported: `from flow.model import PRESETS` keeps working
+    _FAST_LAYOUT,
+    IMAGE_PRESETS,
+    MLP_FIELDS,
+    MULTISCALE_FIELDS,
+    PRESETS,
+    TRAINING_FIELDS,
+    FlowConfig,
+    Preset,
+)
 from flow.coupling import NVPBlock, channel_mask, checkerboard_mask, half_mask
 from flow.layers import (
     FACTOR_OUT,
@@ -21,123 +31,6 @@ from flow.layers import (
 from flow.nets import MLPNet, ResNet
 
 LOG_2PI = math.log(2 * math.pi)
-
-
-MLP_FIELDS = ("n_blocks", "hidden")
-MULTISCALE_FIELDS = ("n_scales", "squeeze_first", "couplings_per_half", "final_couplings", "width", "res_blocks",
-                     "head_kernel")
-
-
-@dataclass
-class FlowConfig:
-    """Everything that fixes a model's architecture (the training settings are `flow.options`')."""
-
-    shape: tuple[int, ...] = (1, 28, 28)  # one example: (C, H, W) images or (D,) points
-    coupling: str = "resnet"  # "mlp": half-split MLP couplings; "resnet": the multi-scale conv flow
-    preprocess: bool = True  # dequantize 8-bit pixels and apply the logit (images only)
-    actnorm: bool = True  # ActNorm after every coupling
-    # MLP couplings
-    n_blocks: int = 4
-    hidden: tuple[int, ...] = (64, 128, 128, 64)
-    # multi-scale ResNet couplings
-    n_scales: int = 2
-    squeeze_first: bool = True  # squeeze 28x28x1 to 14x14x4 before the first coupling
-    couplings_per_half: int = 3  # checkerboard couplings, then channel-wise ones, at each scale
-    final_couplings: int = 4  # checkerboard couplings at the last scale
-    width: int = 64
-    res_blocks: int = 2
-    head_kernel: int = 3  # kernel of the last conv, the one that outputs s and t
-
-    def __post_init__(self) -> None:
-        """Refuses a configuration that cannot build a working model, with the reason (ValueError)."""
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, list):  # JSON has no tuples
-                value = tuple(value)
-                setattr(self, f.name, value)
-            whole = isinstance(value, int) and not isinstance(value, bool)
-            if isinstance(f.default, tuple):
-                rule = "a list of whole numbers of at least 1"
-                ok = isinstance(value, tuple) and all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
-                                                      for v in value)
-            elif isinstance(f.default, bool):
-                rule, ok = "true or false", isinstance(value, bool)
-            elif isinstance(f.default, int):
-                low = 0 if f.name in ("couplings_per_half", "res_blocks") else 1
-                rule, ok = f"a whole number of at least {low}", whole and value >= low
-            elif isinstance(f.default, float):
-                rule = "a number above 0"
-                ok = (whole or isinstance(value, float)) and math.isfinite(value) and value > 0
-            else:
-                rule, ok = "a string", isinstance(value, str)
-            if not ok:
-                raise ValueError(f"{f.name} must be {rule} (got {value!r})")
-        if len(self.shape) not in (1, 3):
-            raise ValueError(f"shape must be (D,) for points or (C, H, W) for images (got {self.shape})")
-        if self.coupling not in ("mlp", "resnet"):
-            raise ValueError(f"coupling must be 'mlp' or 'resnet' (got {self.coupling!r})")
-        if self.coupling == "resnet" and len(self.shape) != 3:
-            raise ValueError(f"coupling 'resnet' convolves images: it needs a shape (C, H, W), not {self.shape}")
-        unused = MULTISCALE_FIELDS if self.coupling == "mlp" else MLP_FIELDS
-        if stray := [f.name for f in fields(self) if f.name in unused and getattr(self, f.name) != f.default]:
-            raise ValueError(f"{', '.join(stray)} only shape{'s' if len(stray) == 1 else ''} the "
-                             f"{'resnet' if self.coupling == 'mlp' else 'mlp'} coupling, not {self.coupling!r}: "
-                             "leave it at its default")
-        if self.head_kernel % 2 == 0:
-            raise ValueError(f"head_kernel must be odd (got {self.head_kernel}): an even kernel changes the map's size")
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "FlowConfig":
-        known = [f.name for f in fields(cls)]
-        if training := [k for k in d if k in TRAINING_FIELDS]:
-            flags = " and ".join("--" + k.replace("_", "-") for k in training)
-            raise ValueError(f"{', '.join(training)}: training options, not part of the architecture: pass {flags}")
-        unknown = set(d) - set(known)
-        if unknown:
-            raise ValueError(f"unknown config fields: {', '.join(sorted(unknown))} (the fields are {', '.join(known)})")
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named model: its architecture, the training defaults it was tuned with, and one line about it."""
-
-    config: FlowConfig
-    lr: float
-    batch_size: int
-    summary: str
-    beta2: float = 0.999  # Adam's second-moment decay (the paper's Adam: 0.999)
-
-
-# realnvp-fast's layout (6 / 6 couplings at the first scale, 8 at the last, 1x1 heads), which the next two vary
-_FAST_LAYOUT = FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, couplings_per_half=6, final_couplings=8,
-                          width=32, res_blocks=0, head_kernel=1)
-PRESETS: dict[str, Preset] = {
-    "seed-mlp": Preset(FlowConfig(coupling="mlp", actnorm=False, n_blocks=4, hidden=(64, 128, 128, 64)),
-                       lr=1e-3, batch_size=64, summary="the seed design: 4 half-split MLP couplings on the flat image"),
-    "realnvp": Preset(FlowConfig(coupling="resnet", n_scales=2, squeeze_first=True, width=32, res_blocks=2),
-                      lr=1e-3, batch_size=64, summary="the paper's multi-scale conv Real NVP, sized for 2 CPU cores"),
-    "realnvp-fast": Preset(_FAST_LAYOUT, lr=1.5e-2, batch_size=32,
-                           summary="twice the couplings, each one conv layer and a 1x1 head"),
-    "realnvp-res1": Preset(replace(_FAST_LAYOUT, res_blocks=1), lr=1.5e-2, batch_size=32,
-                           summary="realnvp-fast with one residual block per coupling: a 7x7 view, strokes sooner"),
-    "realnvp-res1-w64": Preset(replace(_FAST_LAYOUT, res_blocks=1, width=64), lr=6e-3, batch_size=64,
-                               summary="realnvp-res1 at width 64: 3.7x the parameters, for runs of hours"),
-    "toy-2d": Preset(FlowConfig(shape=(2,), coupling="mlp", preprocess=False, n_blocks=8, hidden=(64, 64)),
-                     lr=1e-3, batch_size=256, summary="8 MLP couplings with ActNorm for 2-D toy data"),
-}
-IMAGE_PRESETS = [name for name, p in PRESETS.items() if len(p.config.shape) == 3]  # the MNIST ones
-TRAINING_FIELDS = ("lr", "batch_size")  # were FlowConfig fields once: older checkpoint headers still hold them
-
-
-def default_data(preset: str) -> str:
-    """The data set a preset trains on unless told otherwise: MNIST for the image presets, else moons."""
-    return "mnist" if preset in IMAGE_PRESETS else "moons"
-
-
-def fits_data(preset: str, data: str) -> bool:
-    """The image presets model MNIST, the others (toy-2d) the 2-D toy sets."""
-    return (preset in IMAGE_PRESETS) == (data == "mnist")
 
 
 def _add_coupling(stages: list[Stage], config: FlowConfig, mask: Tensor, net: nn.Module, mask_kind: str,
@@ -189,12 +82,28 @@ def _multiscale_stages(config: FlowConfig) -> list[Stage]:
 
 
 class Flow(nn.Module):
-    """A normalizing flow x -> z: a composition of invertible blocks plus a standard normal prior
-    (paper Eq. 3),  log p(x) = log N(z; 0, I) + sum_k log|det dh_k/dh_{k-1}|.
+    """A normalizing flow x -> z: a composition of invertible blocks plus a base distribution, the
+    standard normal by default (paper Eq. 3),  log p(x) = log p_Z(z) + sum_k log|det dh_k/dh_{k-1}|.
 
     `transform` (a `layers.MultiScale`) holds the blocks in flow order; for images the first is the
     logit of the dequantized image u in [0, 1]^D, so x is u and z the flat latent (B, D): the latents
     factored out at each scale first, then the final h (`latent_shapes`, `split_latent`).
+
+    Inputs: images as 8-bit pixels (any integer dtype, 0..255) or dequantized floats in [0, 1]; points
+    as floats. Floats of another dtype than the parameters' (float64, float16, bfloat16) are converted
+    to it; bool and complex tensors are refused (TypeError). Inputs move to the model's device.
+
+    ActNorm's data-dependent start: with `config.actnorm`, each ActNorm layer sets its loc and
+    log_scale from the first batch it sees in training mode (`model.train()`, the default), so that
+    its output has zero mean and unit variance on that batch; from then on they are ordinary
+    parameters. Call `initialize(x)` to run that start on a batch of your choice (a few hundred
+    examples), or `skip_data_init()` to keep loc 0 and scale 1 (the identity). A first batch of one
+    example sets loc to that very example, which warns: a one-point smoke test should use eval mode.
+    `data_initialized` tells whether every ActNorm has started. Checkpoints save the state.
+
+    Base distribution: `prior_log_prob(z)` (its log density, used by `log_prob` and so by the trainer)
+    and `latents(n, ...)` (its sampler, used by `sample`). A subclass that overrides both gets its own
+    prior everywhere.
     """
 
     def __init__(self, config: FlowConfig):
@@ -226,22 +135,25 @@ class Flow(nn.Module):
         are placed at their bin centres, dequantized images (floats in [0, 1]) and points are taken as
         they are. Raises ValueError or TypeError, naming what is expected, for anything else."""
         x = self._check_input(x).to(self.device)
-        return dequantize(x, "mid") if is_pixels(x) else x
+        return self._as_dtype(dequantize(x, "mid")) if is_pixels(x) else x
 
     def _check_input(self, x: Tensor) -> Tensor:
         shape = self.config.shape
         if not isinstance(x, Tensor):
             raise TypeError(f"expected a torch.Tensor, got {type(x).__name__}")
+        if x.dtype == torch.bool or x.is_complex():
+            kind = "points (floats)" if not self.config.preprocess else "8-bit pixels (an integer dtype, 0..255)"
+            raise TypeError(f"{x.dtype} input is not supported: expected {kind}")
         if len(shape) == 3 and shape[0] == 1 and x.dim() == 3:
             x = x.unsqueeze(1)  # (B, H, W) greyscale images
         if tuple(x.shape[1:]) != tuple(shape):
             raise ValueError(f"expected a batch of shape (B, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
         if not self.config.preprocess:
             if not x.is_floating_point():
-                raise TypeError(f"expected points as floats, got {x.dtype}")
+                raise TypeError(f"expected points as floats, got {x.dtype}: convert them with x.float()")
             if not torch.isfinite(x).all():
                 raise ValueError("the points contain NaN or infinite values")
-            return x
+            return self._as_dtype(x)
         if is_pixels(x):
             if x.dtype != torch.uint8 and x.numel() and (x.min() < 0 or x.max() > 255):
                 raise ValueError(f"8-bit pixels must lie in 0..255, got {x.min().item()}..{x.max().item()}")
@@ -254,20 +166,64 @@ class Flow(nn.Module):
             raise ValueError(f"a float image must be dequantized to [0, 1], got values in [{lo:g}, {hi:g}]"
                              + (" and NaN or infinite ones" if not torch.isfinite(x).all() else "")
                              + "; pass 8-bit pixels 0..255 as an integer tensor (x.to(torch.uint8)) instead")
-        return x
+        return self._as_dtype(x)
+
+    def _as_dtype(self, x: Tensor) -> Tensor:
+        """Floats in the parameters' dtype: float64 data meets a float32 model (torch would refuse it in
+        the first matmul with "mat1 and mat2 must have the same dtype")."""
+        return x.to(self.dtype) if x.is_floating_point() and x.dtype != self.dtype else x
 
     def _check_latent(self, z: Tensor) -> Tensor:
         if not isinstance(z, Tensor) or not z.is_floating_point() or z.dim() != 2 or z.shape[1] != self.dim:
             shape = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
-            raise ValueError(f"expected flat latents: floats of shape (B, {self.dim}), got {shape}")
+            kind = f", {z.dtype}" if isinstance(z, Tensor) and not z.is_floating_point() else ""
+            raise ValueError(f"expected flat latents: floats of shape (B, {self.dim}), got {shape}{kind}")
         if not torch.isfinite(z).all():
             raise ValueError("the latents contain NaN or infinite values")
-        return z.to(self.device)
+        return self._as_dtype(z.to(self.device))
 
     # ----- public API ---------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
         return next(self.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The parameters' dtype (float32 unless the model was converted): float inputs are converted to it."""
+        return next(self.parameters()).dtype
+
+    def _actnorms(self) -> list[ActNorm]:
+        return [m for m in self.modules() if isinstance(m, ActNorm)]
+
+    @property
+    def data_initialized(self) -> bool:
+        """True when every ActNorm has had its data-dependent start (or was told to skip it)."""
+        return all(bool(a.initialized) for a in self._actnorms())
+
+    @torch.no_grad()
+    def initialize(self, x: Tensor) -> "Flow":
+        """Runs ActNorm's data-dependent start on the batch x (inputs as for `forward`; a few hundred
+        examples): each ActNorm, in flow order, takes loc and log_scale that give its output zero mean
+        and unit variance on x. Overwrites an earlier start. Keeps the model's train/eval mode; returns
+        the model. Without ActNorm (config.actnorm false) it does nothing."""
+        mode, norms = self.training, self._actnorms()
+        if not norms:
+            return self
+        for a in norms:
+            a.initialized.fill_(0)
+        try:
+            self.train()
+            self(x)
+        finally:
+            self.train(mode)
+        return self
+
+    def skip_data_init(self) -> "Flow":
+        """Marks every ActNorm as started, so that training keeps its present loc and log_scale (0 and 0,
+        the identity, for a fresh model) instead of setting them from the first batch. Returns the model."""
+        for a in self._actnorms():
+            a.initialized.fill_(1)
+        return self
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x (B, *shape) -> (z (B, D), log|det dz/dx| (B,)). Images: 8-bit pixels (integer dtype,
@@ -284,7 +240,13 @@ class Flow(nn.Module):
         For 8-bit pixels this is the density at the bin centres, one point of each pixel's bin: not
         the probability of the 8-bit image (that is what `bits_per_dim` estimates)."""
         z, logdet = self(x)
-        return prior_log_prob(z) + logdet
+        return self.prior_log_prob(z) + logdet
+
+    def prior_log_prob(self, z: Tensor) -> Tensor:
+        """The base distribution's log density: flat latents (B, D) -> (B,) nats; the standard normal
+        log N(z; 0, I) here. Override it (with `latents`) for another prior: `log_prob`, `bits_per_dim`
+        and the trainer use it."""
+        return prior_log_prob(z)
 
     def bits_per_dim(self, x: Tensor, seed: int | None = None) -> Tensor:
         """Per-example bits/dim (B,): the one definition every page, the evaluation and the trainer's
@@ -305,7 +267,7 @@ class Flow(nn.Module):
         if not is_pixels(x):
             raise TypeError(f"expected 8-bit images (an integer dtype, 0..255), got {x.dtype}; a float image "
                             "is already dequantized: score it with bits_from_log_prob(log_prob(u))")
-        return dequantize(x, "uniform", seed).to(self.device)
+        return self._as_dtype(dequantize(x, "uniform", seed).to(self.device))
 
     def bits_from_log_prob(self, log_prob: Tensor) -> Tensor:
         """Nats per example -> bits/dim; for images log p(u) on [0, 1)^D moves to the [0, 256)
@@ -322,16 +284,19 @@ class Flow(nn.Module):
         return self.inverse(z)
 
     def latents(self, n: int, temperature: float = 1.0, seed: int | None = None) -> Tensor:
-        """z ~ N(0, T^2 I), (n, D) on the CPU: reproducible from the seed, random without one.
-        Raises ValueError for n < 1 or a temperature that is negative or not finite."""
+        """The base distribution's sampler: z ~ N(0, T^2 I), (n, D) on the CPU, reproducible from the seed,
+        random without one. Raises ValueError for n < 1 or a temperature that is negative or not finite."""
         if n < 1 or not (math.isfinite(temperature) and temperature >= 0):
             raise ValueError(f"need n >= 1 and a finite temperature >= 0, got n={n}, T={temperature}")
         g = None if seed is None else torch.Generator().manual_seed(seed)
         return torch.randn(n, self.dim, generator=g) * temperature
 
-    def sample(self, n: int, temperature: float = 1.0, seed: int | None = None) -> Tensor:
-        """Decode z ~ N(0, T^2 I) (`latents`); T < 1 trades diversity for cleaner samples."""
-        return self.decode(self.latents(n, temperature, seed))
+    def sample(self, n: int, temperature: float = 1.0, seed: int | None = None, *, grad: bool = False) -> Tensor:
+        """n samples (n, *shape) on the model's device: images in [0, 1] or points, decoded from
+        z ~ N(0, T^2 I) (`latents`); T < 1 trades diversity for cleaner samples. Runs under
+        torch.no_grad() (the result does not require grad) unless grad=True, for a loss on samples."""
+        with torch.set_grad_enabled(grad):
+            return self.decode(self.latents(n, temperature, seed))
 
     def trace(self, x: Tensor) -> list[TraceStep]:
         """Forward trace x -> z (inputs as for `forward`): the input, then one entry per block in order,
@@ -359,7 +324,9 @@ def prior_log_prob(z: Tensor) -> Tensor:
 
 
 def build_model(preset_or_config: str | FlowConfig | dict, **overrides) -> Flow:
-    """A fresh model from a preset name, a FlowConfig or its dict; keyword overrides replace fields."""
+    """A fresh model from a preset name, a FlowConfig or its dict; keyword overrides replace fields (a new
+    `shape` without `preprocess` lets preprocess follow the shape). Raises ValueError for an unknown
+    preset or a bad field."""
     if isinstance(preset_or_config, str):
         if preset_or_config not in PRESETS:
             raise ValueError(f"unknown preset {preset_or_config!r}; choose from {', '.join(PRESETS)}")
@@ -368,5 +335,7 @@ def build_model(preset_or_config: str | FlowConfig | dict, **overrides) -> Flow:
         base = FlowConfig.from_dict(preset_or_config)
     else:
         base = preset_or_config
-    config = FlowConfig.from_dict({**base.__dict__, **overrides})
-    return Flow(config)
+    fields = {**base.__dict__, **overrides}
+    if "shape" in overrides and "preprocess" not in overrides:
+        fields["preprocess"] = None  # a new shape: images get the logit, points do not
+    return Flow(FlowConfig.from_dict(fields))

@@ -24,8 +24,8 @@ import json
 import math
 from dataclasses import dataclass
 
-from flow.data import DATASETS
-from flow.model import PRESETS
+from flow.config import PRESETS
+from flow.data import DATASETS, data_problem
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class Option:
     high: float | None = None
     choices: tuple[str, ...] | None = None
     on_resume: str = "kept"  # KEPT, TUNED or CALL (the module's docstring)
+    files: bool = False  # data: besides the choices, the path of a data file (flow.data.is_data_file)
 
     @property
     def flag(self) -> str:
@@ -51,6 +52,8 @@ class Option:
 
     def rule(self) -> str:
         """What a valid value is, in words."""
+        if self.files:
+            return f"one of {', '.join(self.choices)}, or the path of a .npy, .npz or .pt data file"
         if self.choices:
             return f"one of {', '.join(self.choices)}"
         what = "a whole number" if self.kind is int else "a number"
@@ -69,6 +72,8 @@ class Option:
         empty = ", or empty for the default" if self.default is None else ""
         got = "nothing" if value is None else repr(value)
         wrong = f"{label or self.name} must be {self.rule()}{empty} (got {got})"
+        if self.files:
+            return None if data_problem(value) is None else wrong
         if self.choices:
             return None if value in self.choices else wrong
         whole = isinstance(value, int) and not isinstance(value, bool)
@@ -108,8 +113,11 @@ class Option:
 KEPT, TUNED, CALL = "kept", "tuned", "call"
 
 OPTIONS: tuple[Option, ...] = (
-    Option("preset", str, "realnvp", "the model (see the presets above)", "Preset", choices=tuple(PRESETS)),
-    Option("data", str, None, "default: mnist, or moons for toy-2d", "Data set", choices=tuple(DATASETS)),
+    Option("preset", str, "realnvp", "the model (see the presets above); toy-2d where the data are points",
+           "Preset", choices=tuple(PRESETS)),
+    Option("data", str, None, f"a built-in data set ({', '.join(DATASETS)}), or a .npy, .npz or .pt file of uint8 "
+           "images or float points; default: mnist, or moons for toy-2d", "Data set", choices=tuple(DATASETS),
+           files=True),
     Option("epochs", int, 10, "epochs to train", "Epochs", low=1, on_resume=CALL),
     Option("batch_size", int, None, "per process; default: the preset's", "Batch size", low=1),
     Option("lr", float, None, "Adam's learning rate; default: the preset's", "Learning rate", low=0, above=True,
@@ -150,7 +158,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for o in OPTIONS:
         default = "" if o.default is None else f"; default {o.default}"
         parser.add_argument(o.flag, type=o.parse, default=None, help=f"{o.help} ({RESUME_HELP[o.on_resume]}"
-                            f"{default})", **({"choices": o.choices} if o.choices else {}))
+                            f"{default})", **({"choices": o.choices} if o.choices and not o.files else {}))
 
 
 def to_args(values: dict[str, object]) -> list[str]:

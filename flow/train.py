@@ -1,13 +1,17 @@
 """Train a Real NVP: python -m flow.train --preset P --data D --epochs N [--resume ...].
 
-Writes into the run folder: checkpoint.safetensors (each epoch, atomically), train_state.pt
-(optimizer, for --resume), metrics.jsonl, samples/epoch_NNN.png (every epoch's samples decoded from the
-same latents, samples/latents.safetensors), samples.png, status.json, and with --snapshot-every K
+D is a built-in data set or a data file (.npy, .npz, .pt: uint8 images (N, H, W) or (N, C, H, W), float points
+(N, D)); the model's shape comes from the data. Writes into the run folder: checkpoint.safetensors (each epoch,
+atomically), train_state.pt (optimizer, for --resume), metrics.jsonl, samples/epoch_NNN.png (every epoch's samples
+decoded from the same latents, samples/latents.safetensors), samples.png, status.json, and with --snapshot-every K
 (default for 2-D models) snapshots/step_NNNNNNN.safetensors every K steps (`flow.learning`).
 Works the same under `torchrun --nproc_per_node=N -m flow.train ...` (DDP; rank 0 writes).
+In Python, `fit(model, data, ...)` trains with the same loop, without a run folder.
 """
 from __future__ import annotations
 
+# torch and the modules that import it are imported after the command line is parsed (inside the functions):
+# `--help` and a refused option answer at once
 import argparse
 import itertools
 import json
@@ -16,41 +20,49 @@ import os
 import pickle
 import signal
 import sys
+import threading
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
-from torch.utils.data.distributed import DistributedSampler
-from tqdm import tqdm
-
-from flow import distributed as dd
-from flow.checkpoint import CheckpointError, atomic_write, load_checkpoint, model_problem, save_checkpoint
-from flow.data import MNISTUnavailable, load_dataset
-from flow.evaluate import evaluate_bpd
-from flow.learning import block_stats, default_snapshot_every, run_latents, save_snapshot
-from flow.layers import dequantize
-from flow.model import PRESETS, FlowConfig, build_model, default_data, fits_data, prior_log_prob
+from flow.config import IMAGE_PRESETS, PRESETS, FlowConfig
+from flow.data import (TOY_SETS, MNISTUnavailable, data_label, default_data, example_shape, fits_data, is_data_file,
+                       load_dataset, read_data)
+from flow.datafile import DataFileError, sha256_of
+from flow.files import atomic_write
 from flow.options import (LEGACY_RECORD, OPTION, OPTIONS, add_arguments, kept_refusal, new_run_args,
                           resolve, set_flag)
 from flow.run_protocol import EXIT_CRASHED, EXIT_DIVERGED, EXIT_REFUSED, EXIT_WRITE_FAILED, batch_problem
-from flow.viz import samples_picture, write_png
+
+if TYPE_CHECKING:
+    import torch
+    from torch.utils.data import DataLoader
+
+    from flow.model import Flow
 
 
 class Stopper:
-    """SIGTERM/SIGINT ask for a stop; training finishes its current step, saves and ends."""
+    """SIGTERM/SIGINT ask for a stop; training finishes its current step, saves and ends. A context manager: on
+    exit (an exception too) the handlers it found are back. Outside the main thread, where Python cannot install
+    signal handlers, it installs none (the training then stops only when done)."""
 
     def __init__(self) -> None:
         self.requested = False
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._request)
-        # app.jobs starts the trainer with SIGTERM blocked: a stop sent before this handler existed
-        # (while Python started and imported torch) has waited for it, and arrives now
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> Stopper:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._request)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._previous.items():  # None: a handler not installed from Python
+            signal.signal(sig, signal.SIG_DFL if handler is None else handler)
+        self._previous.clear()
 
     def _request(self, signum: int, frame: object) -> None:
         self.requested = True
@@ -58,6 +70,18 @@ class Stopper:
 
 class RunError(Exception):
     """Settings, data or a device a run cannot work with: the message says why and what to do instead."""
+
+
+class Diverged(RuntimeError):
+    """Training diverged: a loss that is not finite, or weights or a test bits/dim that are not (`fit` raises it;
+    the command line ends the run as diverged). `before_update`: it happened before any optimizer step, so the
+    data, not the learning rate, is the cause."""
+
+    def __init__(self, what: str, step: int, lr: float, before_update: bool, epoch: int = 0):
+        self.what, self.step, self.before_update, self.epoch = what, step, before_update, epoch
+        super().__init__(f"{what} before any update, so the learning rate is not the cause: the training data "
+                         "contains NaN or infinity, or values the model cannot take." if before_update else
+                         f"training diverged at step {step} ({what}). Try a lower learning rate than {lr:g}.")
 
 
 class WriteError(Exception):
@@ -108,6 +132,10 @@ class RunFolder:
         return code
 
     def save(self, model, optimizer, meta: dict) -> None:
+        import torch
+
+        from flow.checkpoint import save_checkpoint
+
         if not self.writer:
             return
         state = {"optimizer": optimizer.state_dict(), "epoch": meta["epoch"], "step": meta["step"]}
@@ -117,15 +145,20 @@ class RunFolder:
 
     def save_samples(self, model, z: torch.Tensor, name: str, step: int, epoch: float) -> None:
         """The samples decoded from the run's fixed latents z as samples/<name>.png and samples.png; the
-        PNG's text says the step and the (fractional) epoch it shows."""
-        if self.writer:
-            img, text = samples_picture(model, z), {"step": str(step), "epoch": f"{epoch:.4f}"}
+        PNG's text says the step and the (fractional) epoch it shows. Without Pillow: nothing (the run said so
+        once when it started)."""
+        from flow import viz
+
+        if self.writer and viz.PILLOW:
+            img, text = viz.samples_picture(model, z), {"step": str(step), "epoch": f"{epoch:.4f}"}
             with self.writing():
                 for path in (self.path / "samples" / f"{name}.png", self.path / "samples.png"):
-                    atomic_write(path, lambda tmp: write_png(img, tmp, text))
+                    atomic_write(path, lambda tmp: viz.write_png(img, tmp, text))
 
     def snapshot(self, model, z: torch.Tensor, step: int, epoch: float) -> None:
         """Weights after `step`, and for an image model its samples then (samples/step_NNNNNNN.png)."""
+        from flow.learning import save_snapshot
+
         if self.writer:
             with self.writing():
                 save_snapshot(model, self.path, step, epoch)
@@ -175,47 +208,106 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    stopper = Stopper()
-    preset = args.preset or OPTION["preset"].default
-    run_dir = args.run_dir or Path("checkpoints/runs") / f"{preset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # the default folder's name: the preset, else the data file's name (its preset is known once the file is read)
+    name = args.preset or (Path(args.data).stem if args.data and is_data_file(args.data) else
+                           "toy-2d" if args.data in TOY_SETS else OPTION["preset"].default)
+    run_dir = args.run_dir or Path("checkpoints/runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
     run = RunFolder(run_dir, writer=int(os.environ.get("RANK", 0)) == 0)  # torchrun's rank, before setup
-    try:
-        device = dd.pick_device(args.device)
-        if args.bf16 and (problem := dd.bf16_problem(device)):
-            raise RunError(problem)
-        rank, world = dd.setup(device)
-        return train(args, run, stopper, device, rank, world)
-    except (RunError, dd.DeviceError) as e:
-        return run.fail(str(e), EXIT_REFUSED)
-    except WriteError as e:  # no traceback: say what happened and what is left
-        return run.fail(f"{e}; {run.kept()}. Free some disk space (or make the folder writable), then resume the run.",
-                        EXIT_WRITE_FAILED)
-    except Exception as e:  # a bug: its traceback for the report, and never a run left "running"
-        traceback.print_exc()
-        return run.fail(f"the trainer crashed ({type(e).__name__}: {e}); {run.kept()}. This is a bug: please report "
-                        "it with the traceback above.", EXIT_CRASHED)
-    finally:
-        dd.teardown()
+    with Stopper() as stopper:
+        # app.jobs starts the trainer with SIGTERM blocked: a stop sent before this handler existed
+        # (while Python started) has waited for it, and arrives now
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        from flow import distributed as dd  # torch, once the command line is known to be good
+
+        try:
+            device = dd.pick_device(args.device)
+            if args.bf16 and (problem := dd.bf16_problem(device)):
+                raise RunError(problem)
+            rank, world = dd.setup(device)
+            return train(args, run, stopper, device, rank, world)
+        except (RunError, dd.DeviceError) as e:
+            return run.fail(str(e), EXIT_REFUSED)
+        except WriteError as e:  # no traceback: say what happened and what is left
+            return run.fail(f"{e}; {run.kept()}. Free some disk space (or make the folder writable), then resume the "
+                            "run.", EXIT_WRITE_FAILED)
+        except Exception as e:  # a bug: its traceback for the report, and never a run left "running"
+            traceback.print_exc()
+            return run.fail(f"the trainer crashed ({type(e).__name__}: {e}); {run.kept()}. This is a bug: please "
+                            "report it with the traceback above.", EXIT_CRASHED)
+        finally:
+            dd.teardown()
 
 
-def load_data(name: str, limit_train: int | None, limit_test: int | None,
+def data_spec(text: str) -> str:
+    """A data spec as a run records it: a data file by its absolute path, a built-in data set by its name."""
+    return str(Path(text).expanduser().absolute()) if is_data_file(text) else text
+
+
+def load_data(spec: str, limit_train: int | None, limit_test: int | None,
               digit: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(training, test) examples, of one MNIST class if `digit`; RunError if the data set cannot be read."""
+    """(training, test) examples, of one MNIST class if `digit`; RunError if the data cannot be read."""
     try:
-        return (load_dataset(name, "train", digit=digit)[:limit_train],
-                load_dataset(name, "test", digit=digit)[:limit_test])
-    except (MNISTUnavailable, ValueError) as e:
+        return (load_dataset(spec, "train", digit=digit)[:limit_train],
+                load_dataset(spec, "test", digit=digit)[:limit_test])
+    except (MNISTUnavailable, ValueError) as e:  # DataFileError is a ValueError
         raise RunError(str(e)) from e
+
+
+def holds_images(spec: str) -> bool:
+    """Whether a data set's examples are images (C, H, W) rather than points; RunError for an unusable file."""
+    try:
+        return len(example_shape(spec)) == 3
+    except DataFileError as e:
+        raise RunError(str(e)) from e
+
+
+def preset_for(spec: str) -> str:
+    """The preset a run on this data uses unless told: realnvp for images, toy-2d for points."""
+    return OPTION["preset"].default if holds_images(spec) else "toy-2d"
+
+
+def unfit_data(preset: str, spec: str) -> str:
+    """The message refusing a preset that does not model this kind of data."""
+    if not is_data_file(spec):
+        return f"preset {preset} does not fit data set {spec}"
+    images = holds_images(spec)
+    return (f"preset {preset} does not fit {data_label(spec)}: it models {'points' if images else 'images'}, and the "
+            f"file holds {'images' if images else 'points'} of shape {example_shape(spec)}; use "
+            + (f"an image preset ({', '.join(IMAGE_PRESETS)})" if images else "--preset toy-2d"))
+
+
+def squeeze_problem(config: FlowConfig, label: str) -> str | None:
+    """Why the multi-scale flow cannot squeeze images of this config's size (each squeeze halves the height and
+    width), naming the sizes that work and the --set that makes this size work; None where it can."""
+    if config.coupling != "resnet":
+        return None
+    _, h, w = config.shape
+    squeezes = int(config.squeeze_first) + config.n_scales - 1
+    factor = 2 ** squeezes
+    if h % factor == 0 and w % factor == 0:
+        return None
+    fits = next(k for k in range(64) if h % 2 ** (k + 1) or w % 2 ** (k + 1))  # the squeezes this size allows
+    if config.squeeze_first:
+        helps = f"--set n_scales={fits}" if fits else "--set squeeze_first=false --set n_scales=1"
+    else:
+        helps = f"--set n_scales={fits + 1}"
+    sizes = sorted({max(factor, h // factor * factor), h // factor * factor + factor})
+    return (f"{label}'s images are {h}x{w} pixels, but this model squeezes them {squeezes} time(s), so their height "
+            f"and width must be multiples of {factor} (such as {' or '.join(map(str, sizes))}): crop or pad the "
+            f"images, or train a model with fewer squeezes: {helps}")
 
 
 def check_fit(config: FlowConfig, data_name: str, train_x: torch.Tensor) -> None:
     """RunError unless the model takes the data set's examples: shape, and 8-bit pixels for the logit."""
+    import torch
+
+    label = data_label(data_name)
     if tuple(config.shape) != tuple(train_x.shape[1:]):
-        raise RunError(f"the model takes examples of shape {tuple(config.shape)}, but {data_name}'s have shape "
+        raise RunError(f"the model takes examples of shape {tuple(config.shape)}, but {label}'s have shape "
                        f"{tuple(train_x.shape[1:])}: do not --set shape.")
     if config.preprocess != (train_x.dtype == torch.uint8):
-        raise RunError(f"preprocess={config.preprocess} does not suit {data_name}: it must be true for MNIST's "
-                       "8-bit pixels and false for the 2-D toy sets, so do not --set preprocess.")
+        raise RunError(f"preprocess={config.preprocess} does not suit {label}: it must be true for 8-bit pixels and "
+                       "false for points, so do not --set preprocess.")
 
 
 def resume_options(args: argparse.Namespace, model, warn: bool = True) -> dict[str, object]:
@@ -249,11 +341,259 @@ def resume_options(args: argparse.Namespace, model, warn: bool = True) -> dict[s
 def architecture_changes(config: FlowConfig, preset: str) -> dict[str, object]:
     """The fields in which `config` differs from its preset's: the --set a run was built with."""
     base = PRESETS[preset].config.__dict__ if preset in PRESETS else {}
-    return {k: v for k, v in config.__dict__.items() if k in base and base[k] != v}
+    # not the shape: the data gives it (a data file's examples), and no --set may change it
+    return {k: v for k, v in config.__dict__.items() if k in base and base[k] != v and k != "shape"}
+
+
+def _log_prob_module(model: Flow) -> torch.nn.Module:
+    """The model's own `log_prob` as a module's forward, for DistributedDataParallel to wrap (DDP calls forward);
+    a subclass's base distribution (`prior_log_prob`) is thereby the one trained."""
+    import torch
+
+    class LogProb(torch.nn.Module):
+        def __init__(self, flow: Flow):
+            super().__init__()
+            self.flow = flow
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.flow.log_prob(x)
+
+    return LogProb(model)
+
+
+def _tensor_batches(x: torch.Tensor, batch_size: int, seed: int, world: int = 1,
+                    index_log: Callable[[torch.Tensor], None] | None = None) -> tuple[Callable[[int, int], Iterator],
+                                                                                       int]:
+    """(epoch_batches(epoch, skip) -> the epoch's full batches of x after the first `skip`, the number of batches
+    of an epoch). Each epoch's order depends only on (seed, epoch), so a run stopped mid-epoch resumes exactly
+    where it stopped by skipping the batches it had already trained on. Under DDP a DistributedSampler gives each
+    process its share. `index_log(indices)` sees the example indices of each batch."""
+    import torch
+    from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
+    from torch.utils.data.distributed import DistributedSampler
+
+    dataset = TensorDataset(x, torch.arange(len(x)))
+    g = torch.Generator()
+    sampler = DistributedSampler(dataset, seed=seed) if world > 1 else RandomSampler(dataset, generator=g)
+    loader = DataLoader(dataset, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=True))
+
+    def epoch_batches(epoch: int, skip: int) -> Iterator[torch.Tensor]:
+        sampler.set_epoch(epoch) if world > 1 else g.manual_seed(seed + epoch)
+        for batch, indices in itertools.islice(loader, skip, None):
+            if index_log:
+                index_log(indices)
+            yield batch
+
+    return epoch_batches, len(loader)
+
+
+class Progress:
+    """Where a training loop is, for the hooks the command line adds (`_train_loop`)."""
+
+    def __init__(self, step: int, epoch: int, steps_per_epoch: int | None, seconds: float):
+        self.step, self.epoch, self.batches, self.steps_per_epoch = step, epoch, 0, steps_per_epoch
+        self.seconds = seconds  # training seconds, a resumed run's earlier ones included
+        self.ended, self.completed, self.test_bpd = "finished", epoch, None
+
+    @property
+    def epochs(self) -> float:
+        """Epochs trained, with the done fraction of the current one."""
+        return self.epoch + (self.batches / self.steps_per_epoch if self.steps_per_epoch else 0.0)
+
+
+def _train_loop(model: Flow, optimizer: torch.optim.Optimizer, epoch_batches: Callable[[int, int], Iterator],
+                test: torch.Tensor | None, stopper: Stopper, *, epochs: int, lr: float, steps_per_epoch: int | None,
+                seed: int, schedule: str, warmup: int, grad_clip: float, bf16: bool, max_steps: int | None,
+                time_limit: float | None, device: torch.device, net: torch.nn.Module | None = None,
+                start_epoch: int = 0, step: int = 0, elapsed_before: float = 0.0, rank: int = 0, world: int = 1,
+                progress: bool = True, on_step: Callable[[Progress, float, float], None] | None = None,
+                on_epoch: Callable[[Progress, float, float], None] | None = None) -> tuple[list[dict], Progress]:
+    """The one training loop (`fit` and the command line): from epoch `start_epoch` and step `step`, each step's
+    loss the mean bits/dim of the model's own `log_prob` (`net`: it as a module, possibly DDP-wrapped) on a
+    dequantized batch (images: fresh uniform noise from torch's generator), the learning rate warmed up and
+    scheduled, gradients clipped, losses summed across processes; after each epoch the test bits/dim (`test`:
+    None for none). Stops after `epochs`, `max_steps`, `time_limit` seconds or a stop request (`stopper`, any
+    process's). `on_step(at, loss_sum, n)` after each step (sums over processes), `on_epoch(at, images, seconds)`
+    after each epoch. Returns (history: one dict per epoch, with epoch, step, train_bpd, test_bpd and seconds;
+    where it ended). Raises Diverged for a loss, weights or test bits/dim that are not finite (or above
+    flow.checkpoint.MAX_TEST_BPD)."""
+    import torch
+    from tqdm import tqdm
+
+    from flow import distributed as dd
+    from flow.checkpoint import model_problem
+    from flow.evaluate import evaluate_bpd
+    from flow.layers import dequantize
+
+    net = net or _log_prob_module(model)
+    per_run = steps_per_epoch * epochs if steps_per_epoch else None
+    total_steps = min(max_steps or 10**12, per_run or 10**12)
+    at, history, first_step, start = Progress(step, start_epoch, steps_per_epoch, elapsed_before), [], step, time.time()
+
+    def elapsed() -> float:
+        return elapsed_before + time.time() - start
+
+    clock = elapsed_before  # training seconds as all ranks agree on them (their mean, updated every step)
+    for epoch in range(start_epoch, epochs):
+        at.epoch, at.batches = epoch, max(0, at.step - epoch * steps_per_epoch) if steps_per_epoch else 0
+        net.train()
+        bar = tqdm(epoch_batches(epoch, at.batches), desc=f"epoch {epoch + 1}/{epochs}", total=steps_per_epoch,
+                   initial=at.batches, disable=rank != 0 or not progress, dynamic_ncols=True)
+        epoch_loss, epoch_images, epoch_t, broke = 0.0, 0, time.time(), False
+        for batch in bar:
+            batch = batch.to(device, non_blocking=True)
+            # how far the schedule has come: by steps (by epochs for a loader of unknown length), or by time
+            done = at.step / total_steps if per_run or max_steps else epoch / epochs
+            done = max(done, clock / time_limit if time_limit else 0.0)
+            for group in optimizer.param_groups:
+                group["lr"] = lr * lr_factor(done, at.step, warmup, schedule)
+            x = dequantize(batch, "uniform") if model.config.preprocess else batch
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):  # the s/t nets' convolutions
+                log_prob = net(x)
+            loss = model.bits_from_log_prob(log_prob.float()).mean()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            loss_sum, n_sum, stop_votes, clock = dd.all_sum(
+                [loss.item() * len(batch), len(batch), float(stopper.requested), elapsed()], device)
+            clock /= world  # one clock for every rank: the same learning rate and the same time to stop
+            if not math.isfinite(loss_sum):
+                raise Diverged(f"the loss became {loss_sum / n_sum}", at.step, lr, at.step == first_step, epoch)
+            optimizer.step()
+            at.step, at.batches, at.seconds = at.step + 1, at.batches + 1, elapsed()
+            epoch_loss, epoch_images = epoch_loss + loss_sum, epoch_images + int(n_sum)
+            bar.set_postfix(bpd=f"{loss_sum / n_sum:.3f}")
+            if on_step:
+                on_step(at, loss_sum, n_sum)
+            if stop_votes:
+                at.ended = "stopped"
+            if stop_votes or at.step >= total_steps or (time_limit and clock >= time_limit):
+                broke = True
+                break
+        bar.close()
+        train_time = time.time() - epoch_t
+        total, n = evaluate_bpd(model, test, seed=seed, rank=rank, world=world) if test is not None else (0.0, 0)
+        total, n, stop_votes = dd.all_sum([total, n, float(stopper.requested)], device)
+        at.test_bpd = total / n if n else None
+        if problem := model_problem(model.state_dict().values(), at.test_bpd):  # never saved as a good checkpoint
+            raise Diverged(f"the model's {problem}", at.step, lr, at.step == first_step, epoch)
+        if stop_votes and at.step < total_steps:
+            at.ended = "stopped"
+        full = at.batches == steps_per_epoch if steps_per_epoch else not broke
+        at.completed = epoch + 1 if full else epoch
+        history.append({"epoch": at.completed if full else round(at.epochs, 4), "step": at.step,
+                        "train_bpd": epoch_loss / epoch_images if epoch_images else None, "test_bpd": at.test_bpd,
+                        "seconds": round(train_time, 3)})
+        if on_epoch:
+            on_epoch(at, epoch_images, train_time)
+        if not full or at.step >= total_steps or at.ended == "stopped":
+            break
+    return history, at
+
+
+def _examples(model: Flow, x: torch.Tensor, what: str) -> torch.Tensor:
+    """`fit`'s tensor of examples checked against the model: its shape, and 8-bit pixels (any integer dtype) for an
+    image model, floats (as float32) for points."""
+    import torch
+
+    shape = tuple(model.config.shape)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{what} must be a tensor (or, for the training data, a DataLoader), not {type(x).__name__}")
+    if tuple(x.shape[1:]) != shape or len(x) == 0:
+        raise ValueError(f"{what} holds examples of shape {tuple(x.shape[1:])} ({len(x)} of them), but the model "
+                         f"takes examples of shape {shape}: build it with FlowConfig(shape={tuple(x.shape[1:])}), or "
+                         "reshape the data")
+    if model.config.preprocess:
+        if x.is_floating_point() or x.dtype == torch.bool:
+            raise TypeError(f"{what} is {x.dtype}, but this image model takes 8-bit pixels (uint8, 0..255): pass "
+                            "(x * 255).round().to(torch.uint8) for images in [0, 1]")
+        if x.numel() and (x.min() < 0 or x.max() > 255):
+            raise ValueError(f"{what} has pixel values from {x.min().item()} to {x.max().item()}: 8-bit images take "
+                             "0..255")
+        return x.to(torch.uint8)
+    if not x.is_floating_point():
+        raise TypeError(f"{what} is {x.dtype}, but this model takes points as floats: pass x.float()")
+    x = x.float()
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what} contains NaN or infinity: remove those examples")
+    return x
+
+
+def fit(model: Flow, data: torch.Tensor | DataLoader, *, test: torch.Tensor | None = None, epochs: int, lr: float,
+        batch_size: int | None = None, seed: int = 0, beta2: float = 0.999, weight_decay: float = 0.0,
+        grad_clip: float = 100.0, schedule: str = "cosine", warmup: int = 200, max_steps: int | None = None,
+        time_limit: float | None = None, bf16: bool = False, progress: bool = True) -> list[dict]:
+    """Train `model` (a `Flow`, or a subclass: its own `log_prob` and base distribution are trained) on `data` with
+    the loop `python -m flow.train` uses, and return the history: one dict per epoch with epoch, step, train_bpd
+    (the epoch's mean training bits/dim), test_bpd (on `test`, None without) and seconds (its training time).
+
+    data: a tensor of examples of the model's shape, uint8 images (N, C, H, W) (any integer dtype, 0..255) or float
+    points (N, D), drawn in full batches of `batch_size` in an order fixed by `seed` and the epoch; or a DataLoader
+    whose batches are such tensors (or tuples whose first item is one; `batch_size` is then its own). test: a tensor
+    like data, scored after each epoch with `Flow.bits_per_dim` (noise from `seed`). The learning rate `lr` warms
+    up over `warmup` steps, then follows `schedule` (cosine, linear, constant) to the end (`epochs`, `max_steps` or
+    `time_limit` seconds); Adam with `beta2` and `weight_decay`; gradients clipped to norm `grad_clip` (0: off).
+    `bf16`: autocast for the s/t nets (a GPU or a CPU with native bf16). Images are dequantized with fresh noise
+    from torch's global generator (seed it with torch.manual_seed). A model whose ActNorm has not started yet sets
+    it from the first training batch. Trains on the model's device; a tqdm bar unless `progress` is false.
+
+    Ctrl-C (SIGINT) or SIGTERM stops after the current step and returns the history so far; the signal handlers
+    are those found before, afterwards. Raises TypeError or ValueError for data or settings that cannot train
+    (wrong shape or dtype, a batch larger than the data, ...), and `Diverged` when the loss or the weights stop
+    being finite."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    for name, value in (("epochs", epochs), ("lr", lr), ("seed", seed), ("beta2", beta2), ("weight_decay",
+                        weight_decay), ("grad_clip", grad_clip), ("schedule", schedule), ("warmup", warmup),
+                        ("max_steps", max_steps), ("time_limit", time_limit)):
+        if problem := OPTION[name].problem(value):
+            raise ValueError(problem)
+    device = next(model.parameters()).device
+    if isinstance(data, DataLoader):
+        loader = data
+        try:
+            steps_per_epoch: int | None = len(loader)
+        except TypeError:  # an iterable dataset: its length is unknown
+            steps_per_epoch = None
+
+        def epoch_batches(epoch: int, skip: int) -> Iterator[torch.Tensor]:
+            for item in loader:
+                yield _examples(model, item[0] if isinstance(item, (tuple, list)) else item, "a DataLoader's batch")
+    else:
+        x = _examples(model, data, "data")
+        if batch_size is None or (problem := OPTION["batch_size"].problem(batch_size)):
+            raise ValueError(problem if batch_size is not None else "fit on a tensor needs a batch_size")
+        if problem := batch_problem(batch_size, len(x)):
+            raise ValueError(problem)
+        epoch_batches, steps_per_epoch = _tensor_batches(x, batch_size, seed)
+    test = None if test is None else _examples(model, test, "test")
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, beta2), weight_decay=weight_decay,
+                                 foreach=True)
+    with Stopper() as stopper:
+        history, at = _train_loop(model, optimizer, epoch_batches, test, stopper, epochs=epochs, lr=lr,
+                                  steps_per_epoch=steps_per_epoch, seed=seed, schedule=schedule, warmup=warmup,
+                                  grad_clip=grad_clip, bf16=bf16, max_steps=max_steps, time_limit=time_limit,
+                                  device=device, progress=progress)
+    if at.ended == "stopped":
+        print(f"stopped after step {at.step} (a stop was asked for)", file=sys.stderr)
+    return history
 
 
 def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: torch.device, rank: int,
           world: int) -> int:
+    import torch
+    from torch.nn.parallel import DistributedDataParallel
+
+    from flow import distributed as dd
+    from flow import viz
+    from flow.checkpoint import CheckpointError, load_checkpoint, model_problem
+    from flow.learning import block_stats, default_snapshot_every, run_latents
+    from flow.model import build_model
+
+    if args.data is not None:  # a file by its absolute path: the run's record, compared on --resume
+        args.data = data_spec(args.data)
     if args.resume:  # the checkpoint fixes the architecture and the kept options (flow.options)
         if args.run_dir is None:
             raise RunError("--resume needs --run-dir, the folder of the run to continue")
@@ -268,18 +608,42 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
         preset, data_name, elapsed_before = meta["preset"], meta["data"], meta.get("train_seconds", 0.0)
         if start_epoch >= args.epochs:
             raise RunError(f"the run has already trained {start_epoch} epochs; pass --epochs above that")
+        if isinstance(recorded := meta.get("data_file"), dict) and is_data_file(data_name):
+            try:
+                now = sha256_of(data_name)
+            except OSError as e:
+                raise RunError(f"cannot resume: the run's data file {data_name} cannot be read ({e.strerror or e}): "
+                               "put it back where it was") from e
+            if now != recorded.get("sha256"):
+                raise RunError(f"cannot resume: the data file {data_name} has changed since the run started (SHA-256 "
+                               f"{str(recorded.get('sha256'))[:12]}..., now {now[:12]}...), and --resume trains on the "
+                               "same data: restore the file, or start a new run on it: python -m flow.train --run-dir "
+                               f"NEW --data {data_name}")
     else:
+        if args.preset is None and args.data is not None:  # the kind of model the data needs
+            args.preset = preset_for(args.data)
         vars(args).update(resolve({o.name: getattr(args, o.name) for o in OPTIONS}, None)[0])
         torch.manual_seed(args.seed)
         preset = args.preset
         data_name = args.data or default_data(preset)
-        if not fits_data(preset, data_name):
-            raise RunError(f"preset {preset} does not fit data set {data_name}")
         try:
-            config = build_model(preset, **dict(args.overrides)).config
+            fits = fits_data(preset, data_name)
+        except DataFileError as e:
+            raise RunError(str(e)) from e
+        if not fits:
+            raise RunError(unfit_data(preset, data_name))
+        # a file's examples give the model its shape (a preset's is MNIST's or 2-D)
+        shape = {"shape": example_shape(data_name)} if is_data_file(data_name) else {}
+        try:
+            config = FlowConfig.from_dict({**PRESETS[preset].config.__dict__, **shape, **dict(args.overrides)})
+        except (ValueError, TypeError) as e:
+            raise RunError(f"the model cannot be built: {e}") from e
+        if shape and (problem := squeeze_problem(config, data_label(data_name))):  # a file's own image size
+            raise RunError(problem)
+        try:
+            model = build_model(config).to(device)
         except ValueError as e:
             raise RunError(f"the model cannot be built: {e}") from e
-        model = build_model(config).to(device)
         start_epoch, step, elapsed_before = 0, 0, 0.0
     tuned = PRESETS.get(preset)  # the preset's settings are the defaults
     batch_size = args.batch_size or tuned.batch_size
@@ -317,19 +681,24 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
         except (OSError, RuntimeError, ValueError, KeyError, TypeError, pickle.UnpicklingError) as e:
             print(f"warning: the optimizer state in {run.state} is not usable ({e}); starting it afresh",
                   file=sys.stderr)
-    net = DistributedDataParallel(model) if world > 1 else model
+    net = _log_prob_module(model)
+    net = DistributedDataParallel(net) if world > 1 else net
 
-    dataset = TensorDataset(train_x, torch.arange(len(train_x)))
-    g = torch.Generator()
-    sampler = DistributedSampler(dataset, seed=args.seed) if world > 1 else RandomSampler(dataset, generator=g)
-    loader = DataLoader(dataset, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=True))
-    steps_per_epoch = len(loader)
+    def index_log(indices: torch.Tensor) -> None:
+        with open(run.path / f"indices.rank{rank}.txt", "a") as f:
+            f.write(" ".join(map(str, indices.tolist())) + "\n")
+
+    epoch_batches, steps_per_epoch = _tensor_batches(train_x, batch_size, args.seed, world,
+                                                     index_log if args.index_log else None)
     total_steps = min(args.max_steps or 10**12, steps_per_epoch * args.epochs)
     snapshot_every = default_snapshot_every(args.snapshot_every, model, total_steps)
     with run.writing():
         sample_z = run_latents(run.path, model, run.writer)  # every sample picture decodes these latents
     probe = train_x[:64].to(device)  # a fixed batch for the per-block statistics in the metrics
     probe = model.dequantize(probe, args.seed) if config.preprocess else probe
+    if run.writer and not viz.PILLOW:
+        print("warning: Pillow is not installed, so this run draws no sample pictures (pip install pillow)",
+              file=sys.stderr)
 
     if dd.all_sum([float(stopper.requested)], device)[0]:  # asked to stop while it was starting
         run.status("stopped", f"stopped before step {step + 1}; {run.kept()}", epoch=start_epoch, step=step,
@@ -343,99 +712,51 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
             "batch_size": batch_size, "lr": lr, "beta2": beta2, "world_size": world, "device": str(device),
             "precision": "bf16 autocast" if args.bf16 else "float32",
             "hardware": dd.describe(device), "options": options}
-    start = time.time()
+    if is_data_file(data_name):  # the file's name, SHA-256, shapes and split (flow.datafile)
+        meta["data_file"] = read_data(data_name).record
+    window = {"bpd": 0.0, "n": 0, "t": time.time()}  # the metrics line's average since the last one
 
-    def elapsed() -> float:
-        return elapsed_before + time.time() - start
+    def on_step(at: Progress, loss_sum: float, n_sum: float) -> None:
+        window["bpd"], window["n"] = window["bpd"] + loss_sum, window["n"] + int(n_sum)
+        if snapshot_every and at.step % snapshot_every == 0:
+            run.snapshot(model, sample_z, at.step, at.epochs)
+        if at.step % args.log_every == 0:
+            now = time.time()
+            run.log({"kind": "step", "step": at.step, "epoch": at.epochs, "train_bpd": window["bpd"] / window["n"],
+                     "test_bpd": None, "images_per_s": window["n"] / (now - window["t"]),
+                     "wall_time": round(at.seconds, 2), "blocks": block_stats(model, probe) if run.writer else None})
+            run.status("running", epoch=at.epoch, step=at.step, epochs=args.epochs, world_size=world)  # heartbeat
+            window.update(bpd=0.0, n=0, t=now)
 
-    def checkpoint(epoch: int, test_bpd: float | None) -> None:
-        run.save(model, optimizer, {**meta, "epoch": epoch, "step": step, "test_bpd": test_bpd,
-                                    "train_seconds": round(elapsed(), 1)})
-
-    def diverged(what: str, epoch: int) -> int:
-        if step == first_step:  # no update in this process yet: the learning rate played no part
-            raise RunError(f"{what} before any update, so the learning rate is not the cause: the training data "
-                           "contains NaN or infinity, or values the model cannot take.")
-        msg = f"training diverged at step {step} ({what}); {run.kept()}. Try a lower learning rate than {lr:g}."
-        print(f"error: {msg}", file=sys.stderr)
-        run.status("diverged", msg, epoch=epoch, step=step)
-        return EXIT_DIVERGED
-
-    first_step = step
-    if snapshot_every and step == 0:  # the starting point of the replay: the data-initialised identity
-        run.snapshot(model, sample_z, step, 0.0)
-    last_test_bpd, ended, completed = None, "finished", start_epoch
-    clock = elapsed_before  # training seconds as all ranks agree on them (their mean, updated every step)
-    for epoch in range(start_epoch, args.epochs):
-        # Each epoch's order depends only on (seed, epoch), so a run stopped mid-epoch resumes exactly
-        # where it stopped by skipping the batches it had already trained on.
-        sampler.set_epoch(epoch) if world > 1 else g.manual_seed(args.seed + epoch)
-        batches = max(0, step - epoch * steps_per_epoch)
-        net.train()
-        bar = tqdm(itertools.islice(loader, batches, None), desc=f"epoch {epoch + 1}/{args.epochs}",
-                   total=steps_per_epoch, initial=batches, disable=rank != 0, dynamic_ncols=True)
-        window_bpd, window_n, window_t = 0.0, 0, time.time()
-        epoch_images, epoch_t = 0, time.time()
-        for batch, indices in bar:
-            if args.index_log:
-                with open(run.path / f"indices.rank{rank}.txt", "a") as f:
-                    f.write(" ".join(map(str, indices.tolist())) + "\n")
-            batch = batch.to(device, non_blocking=True)
-            progress = max(step / total_steps, clock / args.time_limit if args.time_limit else 0.0)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * lr_factor(progress, step, args.warmup, args.schedule)
-            x = dequantize(batch, "uniform") if config.preprocess else batch
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=args.bf16):
-                z, logdet = net(x)
-            loss = model.bits_from_log_prob(prior_log_prob(z.float()) + logdet.float()).mean()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if args.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), args.grad_clip)
-            loss_sum, n_sum, stop_votes, clock = dd.all_sum(
-                [loss.item() * len(batch), len(batch), float(stopper.requested), elapsed()], device)
-            clock /= world  # one clock for every rank: the same learning rate and the same time to stop
-            if not math.isfinite(loss_sum):
-                return diverged(f"the loss became {loss_sum / n_sum}", epoch)
-            optimizer.step()
-            step, batches = step + 1, batches + 1
-            window_bpd, window_n, epoch_images = window_bpd + loss_sum, window_n + int(n_sum), epoch_images + int(n_sum)
-            bar.set_postfix(bpd=f"{loss_sum / n_sum:.3f}")
-            if snapshot_every and step % snapshot_every == 0:
-                run.snapshot(model, sample_z, step, epoch + batches / steps_per_epoch)
-            if step % args.log_every == 0:
-                now = time.time()
-                run.log({"kind": "step", "step": step, "epoch": epoch + batches / steps_per_epoch,
-                         "train_bpd": window_bpd / window_n, "test_bpd": None,
-                         "images_per_s": window_n / (now - window_t), "wall_time": round(elapsed(), 2),
-                         "blocks": block_stats(model, probe) if run.writer else None})
-                run.status("running", epoch=epoch, step=step, epochs=args.epochs, world_size=world)  # heartbeat
-                window_bpd, window_n, window_t = 0.0, 0, now
-            if stop_votes:
-                ended = "stopped"
-            if stop_votes or step >= total_steps or (args.time_limit and clock >= args.time_limit):
-                break
-        bar.close()
-        train_time = time.time() - epoch_t
-        total, n, stop_votes = dd.all_sum(
-            [*evaluate_bpd(model, test_x, seed=args.seed, rank=rank, world=world), float(stopper.requested)], device)
-        last_test_bpd = total / n
-        if problem := model_problem(model.state_dict().values(), last_test_bpd):  # never saved as a good checkpoint
-            return diverged(f"the model's {problem}", epoch)
-        if stop_votes and step < total_steps:
-            ended = "stopped"
-        run.log({"kind": "epoch", "step": step, "epoch": epoch + batches / steps_per_epoch, "train_bpd": None,
-                 "test_bpd": last_test_bpd, "images_per_s": epoch_images / train_time, "wall_time": round(elapsed(), 2)})
-        run.save_samples(model, sample_z, f"epoch_{epoch + 1:03d}", step, epoch + batches / steps_per_epoch)
-        completed = epoch + 1 if batches == steps_per_epoch else epoch
-        checkpoint(completed, last_test_bpd)
+    def on_epoch(at: Progress, images: int, seconds: float) -> None:
+        run.log({"kind": "epoch", "step": at.step, "epoch": at.epochs, "train_bpd": None, "test_bpd": at.test_bpd,
+                 "images_per_s": images / seconds, "wall_time": round(at.seconds, 2)})
+        run.save_samples(model, sample_z, f"epoch_{at.epoch + 1:03d}", at.step, at.epochs)
+        run.save(model, optimizer, {**meta, "epoch": at.completed, "step": at.step, "test_bpd": at.test_bpd,
+                                    "train_seconds": round(at.seconds, 1)})
         dd.barrier()
         if rank == 0:
-            tqdm.write(json.dumps({"epoch": epoch + 1, "step": step, "test_bpd": round(last_test_bpd, 4)}))
-        if batches < steps_per_epoch or step >= total_steps or ended == "stopped":
-            break
-    run.status(ended, f"{ended} after {step} steps; test bits/dim {last_test_bpd:.4f}", epoch=completed,
-               epochs=args.epochs, step=step, test_bpd=last_test_bpd, world_size=world)
+            from tqdm import tqdm
+
+            tqdm.write(json.dumps({"epoch": at.epoch + 1, "step": at.step, "test_bpd": round(at.test_bpd, 4)}))
+
+    if snapshot_every and step == 0:  # the starting point of the replay: the data-initialised identity
+        run.snapshot(model, sample_z, step, 0.0)
+    try:
+        _, at = _train_loop(model, optimizer, epoch_batches, test_x, stopper, epochs=args.epochs, lr=lr,
+                            steps_per_epoch=steps_per_epoch, seed=args.seed, schedule=args.schedule,
+                            warmup=args.warmup, grad_clip=args.grad_clip, bf16=args.bf16, max_steps=args.max_steps,
+                            time_limit=args.time_limit, device=device, net=net, start_epoch=start_epoch, step=step,
+                            elapsed_before=elapsed_before, rank=rank, world=world, on_step=on_step, on_epoch=on_epoch)
+    except Diverged as e:
+        if e.before_update:  # no update in this process yet: the learning rate played no part
+            raise RunError(str(e)) from e
+        msg = f"training diverged at step {e.step} ({e.what}); {run.kept()}. Try a lower learning rate than {lr:g}."
+        print(f"error: {msg}", file=sys.stderr)
+        run.status("diverged", msg, epoch=e.epoch, step=e.step)
+        return EXIT_DIVERGED
+    run.status(at.ended, f"{at.ended} after {at.step} steps; test bits/dim {at.test_bpd:.4f}", epoch=at.completed,
+               epochs=args.epochs, step=at.step, test_bpd=at.test_bpd, world_size=world)
     return 0
 
 

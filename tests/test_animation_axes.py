@@ -134,3 +134,21 @@ def test_the_2d_animations_keep_their_plane():
     z = torch.randn(300, 2, generator=torch.Generator().manual_seed(0))
     replay = plane_figure([plane_view(model, z, s, s / 10) for s in (10, 20)], data.numpy())
     assert outside(replay, outliers=0.02) == []
+
+
+def test_the_samples_replay_keeps_plotlys_fit_of_its_pictures(tmp_path):
+    """The Train page's replay of sample pictures: an image trace given by its source has no x or y values, so a
+    range made from them ([-0.04, 1.04]) showed one grey pixel of the picture; its axes keep plotly's own fit."""
+    from PIL import Image
+
+    from app.learning import Frame
+    from app.train_plots import samples_figure
+
+    frames = []
+    for k in range(3):
+        path = tmp_path / f"epoch_{k + 1:03d}.png"
+        Image.fromarray(np.full((30, 40), 60 * k, np.uint8), mode="L").save(path)
+        frames.append(Frame(path, float(k + 1), 10 * (k + 1), True))
+    layout = samples_figure(frames).to_plotly_json()["layout"]
+    for name in ("xaxis", "yaxis"):
+        assert layout[name].get("range") is None and layout[name].get("autorange") is not False, layout[name]

@@ -50,6 +50,11 @@ BAD_HEADERS = {  # file name: (rewritten's arguments, words of the reason)
     "digit-true": ({"digit": True}, "digit must be a digit 0-9"),
     "data-number": ({"data": 5}, "data must be a string (got 5)"),
     "preset-list": ({"preset": ["toy-2d"]}, "preset must be a string"),
+    "data-file-string": ({"data_file": "pts.npy"}, "data_file must be an object with the file's name, sha256"),
+    "data-file-shape": ({"data_file": {"file": "pts.npy", "sha256": "ab", "shape": ["5"], "dtype": "float32",
+                                       "train": 9, "test": 1}}, "data_file must be an object"),
+    "data-file-count": ({"data_file": {"file": "pts.npy", "sha256": "ab", "shape": [5], "dtype": "float32",
+                                       "train": 9.5, "test": 1}}, "data_file must be an object"),
 }
 
 

@@ -201,8 +201,8 @@ def test_metrics_progress_eta_and_units(tmp_path):
     assert "epoch 1.00 / 4" in p.text and "3 min 00 s left" in p.text and "100 images/s" in p.text
     toy = jobs.progress(jobs.Run(name="t", path=tmp_path, state="running", epochs=4, data="moons"), metrics)
     assert "100 points/s" in toy.text  # a 2-D run trains on points, not images
-    assert jobs.bpd_to_nats(1.0, "mnist") == pytest.approx(784 * math.log(2))
-    assert jobs.bpd_to_nats(1.0, "moons") == pytest.approx(2 * math.log(2))
+    assert jobs.bpd_to_nats(1.0, jobs.data_dim("mnist")) == pytest.approx(784 * math.log(2))
+    assert jobs.bpd_to_nats(1.0, jobs.data_dim("moons")) == pytest.approx(2 * math.log(2))
     assert jobs.progress(run, jobs.read_metrics(tmp_path / "none")) is None
 
 
@@ -212,3 +212,31 @@ def test_sizes_and_shapes_match_the_data_sets(name):
         data = load_dataset(name, split)
         assert dataset_size(name, split) == len(data) and example_shape(name) == tuple(data.shape[1:])
     assert jobs.data_dim(name) == math.prod(example_shape(name))
+
+
+def test_a_data_file_spec_is_checked_by_its_shape_fit_and_size(runs_root):
+    """A run on an uploaded file: the preset must suit its examples, the batch fit its training split (a tenth
+    held out), the digit stay empty; a file gone since is named; the data sets' folder is no run and no run name."""
+    import numpy as np
+
+    folder = runs_root / jobs.DATASETS_DIR / "0123456789ab"
+    folder.mkdir(parents=True)
+    np.save(folder / "pts.npy", np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32))
+    np.savez(folder / "tiles.npz", x=np.zeros((50, 12, 12), np.uint8))
+    pts, tiles = str(folder / "pts.npy"), str(folder / "tiles.npz")
+    assert jobs.validate(tiny("p", data=pts, batch_size=64, limit_train=None)) == []
+    assert jobs.validate(tiny("t", preset="realnvp-fast", data=tiles, batch_size=16, limit_train=None)) == []
+    assert (jobs.data_kind(pts), jobs.data_kind(tiles), jobs.data_dim(tiles)) == ("points", "images", 144)
+    for change, message in [({"data": tiles}, "Preset toy-2d does not fit tiles.npz, whose examples have shape "
+                                              "(1, 12, 12)"),
+                            ({"batch_size": 100}, "Batch size 100 is larger than the 90 training examples"),
+                            ({"digit": 3}, "pts.npy has none: leave it empty"),
+                            ({"data": str(folder / "gone.npy")}, "gone.npy cannot be read (gone, or not a data set)"),
+                            ({"name": jobs.DATASETS_DIR}, "taken by the folder of uploaded data sets")]:
+        spec = tiny("p", data=pts, batch_size=64, limit_train=None)
+        for key, value in change.items():
+            setattr(spec, key, value)
+        problems = jobs.validate(spec)
+        assert any(message in p for p in problems), (change, problems)
+    assert jobs.list_runs(runs_root) == []  # datasets/ is not listed as a (vanished) run
+    assert jobs.default_name(tiny("", data=pts)).startswith("toy-2d-pts-")

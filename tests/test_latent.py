@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 import ui.sidebar
 from app import latent_plots
 from app.catalog import CHECKPOINT_DIR, list_models
-from flow import latent
+from flow import explore, latent
 from flow.checkpoint import load_checkpoint, save_checkpoint
 from flow.data import load_mnist
 from flow.files import ROOT
@@ -234,7 +234,13 @@ def test_page_renders_its_controls_and_answers_them(catalog):
 
 
 @pytest.mark.integration
-def test_page_asks_for_an_mnist_model_when_a_2d_model_is_chosen(catalog):
+def test_a_2d_model_walks_between_the_codes_of_two_points_in_the_plane(catalog):
     at = open_page(catalog / "toy-2d-moons.safetensors")
-    assert any("needs an MNIST model" in i.value for i in at.info)
-    assert not at.get("plotly_chart")
+    assert {c.key for c in at.get("plotly_chart")} == {"plane_walk"} and not at.info
+    model, points = load_checkpoint(catalog / "toy-2d-moons.safetensors"), explore.plane_data("moons")
+    walk = latent.plane_walk(model, points[[0, len(points) // 2]], 16, "slerp")  # the page's defaults
+    said = next(c.value for c in at.caption if c.value.startswith("Mean log p(x)"))
+    assert f"decoded walk: **{walk['path_log_p'].mean():.2f} nats**" in said
+    assert f"straight line in the plane: **{walk['line_log_p'].mean():.2f} nats**" in said
+    # the decoded walk starts and ends on the two data points: the flow inverts
+    assert torch.allclose(walk["path"][[0, -1]], points[[0, len(points) // 2]], atol=1e-4)

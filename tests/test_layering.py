@@ -1,6 +1,6 @@
 """The import direction: flow/ is the library (torch, numpy, safetensors; tqdm for its command lines; PIL and
-torchvision only where it writes or reads pictures), app/ serves the app without Streamlit, and only ui/ and the
-pages draw. Checked on the source (every import statement, also inside functions) and in a fresh interpreter."""
+torchvision, optional, only inside the functions that write or read pictures), app/ serves the app without
+Streamlit, and only ui/ and the pages draw. Checked on the source (every import statement, also inside functions) and in a fresh interpreter."""
 import ast
 import json
 import subprocess
@@ -13,7 +13,8 @@ from flow.files import ROOT
 STDLIB = set(sys.stdlib_module_names) | {"__future__"}
 LIBRARY_MAY_IMPORT = {"flow", "torch", "numpy", "safetensors", "tqdm"}
 PICTURES = {"PIL", "torchvision"}
-PICTURE_MODULES = {"viz.py", "data.py", "lab.py"}  # sample grids; torchvision's MNIST folder; the lab's drawn letters
+# sample grids; torchvision's MNIST folder; the lab's drawn letters; folders of image files
+PICTURE_MODULES = {"viz.py", "data.py", "lab.py", "datafile.py"}
 APP_MAY_NOT_IMPORT = {"streamlit", "streamlit_drawable_canvas", "ui", "app_pages"}
 APP_ONLY = {"streamlit", "plotly", "pandas", "app", "ui", "app_pages"}
 
@@ -36,6 +37,23 @@ def test_the_library_imports_only_torch_numpy_safetensors_and_tqdm(path):
     assert imported_packages(path) <= allowed, f"flow/{path.name} imports {imported_packages(path) - allowed}"
 
 
+def top_level_packages(path) -> set[str]:
+    """The top-level package of the imports a module runs when it is imported (its body, not its functions')."""
+    names = set()
+    for node in ast.parse(path.read_text(), str(path)).body:
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add(node.module.split(".")[0])
+    return names
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "flow").glob("*.py")), ids=lambda p: p.name)
+def test_the_library_imports_pillow_and_torchvision_only_when_it_draws(path):
+    """They are extras (`pip install "realnvp-explorer[app]"`): importing any flow module must work without them."""
+    assert not top_level_packages(path) & PICTURES, f"flow/{path.name} imports {PICTURES} at its top"
+
+
 @pytest.mark.parametrize("path", sorted((ROOT / "app").glob("*.py")), ids=lambda p: p.name)
 def test_the_app_package_draws_nothing(path):
     assert not imported_packages(path) & APP_MAY_NOT_IMPORT, f"app/{path.name}: widgets belong in ui/"
@@ -43,8 +61,9 @@ def test_the_app_package_draws_nothing(path):
 
 def test_the_check_catches_a_forbidden_import(tmp_path):
     module = tmp_path / "model.py"
-    module.write_text("import torch\n\ndef f():\n    import plotly.express as px\n")
+    module.write_text("import torch\nfrom PIL import Image\n\ndef f():\n    import plotly.express as px\n")
     assert "plotly" in imported_packages(module) - STDLIB - LIBRARY_MAY_IMPORT
+    assert top_level_packages(module) & PICTURES == {"PIL"}
 
 
 @pytest.mark.integration  # a fresh interpreter that imports torch and every module

@@ -1,17 +1,22 @@
 """The training and evaluation command lines, run for real as processes on real MNIST."""
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
 from flow.checkpoint import load_checkpoint
+from flow.data import load_dataset
 from flow.distributed import bf16_problem
+from flow.evaluate import main as evaluate_main
 from flow.files import ROOT
-from flow.train import lr_factor
+from flow.run_protocol import EXIT_REFUSED
+from flow.train import lr_factor, main
 from tests.helpers import ENV, metrics, train
 
 MNIST_SMALL = ["--preset", "seed-mlp", "--data", "mnist", "--limit-train", "3000", "--limit-test", "500",
@@ -141,3 +146,120 @@ def test_learning_rate_warms_up_then_follows_its_schedule(schedule, expected):
     assert [lr_factor(p, s, 4, schedule) for p, s in points] == pytest.approx(expected)
     if schedule != "constant":  # the two decays part ways elsewhere: cosine stays higher early, lower late
         assert lr_factor(0.25, 50, 4, schedule) == pytest.approx(0.75 if schedule == "linear" else 0.8536, abs=1e-4)
+
+
+# --- data files (issue 30): one tiny run per kind of file, trained once for the module --------------------------
+TINY = ["--set", "width=8", "--set", "res_blocks=0", "--set", "couplings_per_half=1", "--set", "final_couplings=1"]
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory):
+    """Points (.npy, float64), 16x16 greyscale digits with labels (.npz), 32x32 colour images (.pt)."""
+    folder = tmp_path_factory.mktemp("data")
+    g = np.random.default_rng(0)
+    np.save(folder / "points.npy", g.normal(size=(600, 5)) * [1, 2, 3, 1, 1])
+    digits = torch.nn.functional.interpolate(load_dataset("mnist", "test")[:300].float(), size=16)
+    np.savez(folder / "digits16.npz", x=digits[:, 0].to(torch.uint8).numpy(), y=np.arange(300) % 10)
+    torch.save({"x": torch.from_numpy(g.integers(0, 256, (200, 3, 32, 32), dtype=np.uint8))}, folder / "colour32.pt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def file_runs(data_files, tmp_path_factory):
+    """{file name: its run folder}: the points by the command line as a process, the images by flow.train.main."""
+    runs = tmp_path_factory.mktemp("runs")
+    train("--data", str(data_files / "points.npy"), "--epochs", "1", "--batch-size", "64", "--run-dir",
+          str(runs / "points.npy"))
+    for name in ("digits16.npz", "colour32.pt"):
+        assert main(["--data", str(data_files / name), "--epochs", "1", "--batch-size", "32", *TINY,
+                     "--run-dir", str(runs / name)]) == 0
+    return {name: runs / name for name in ("points.npy", "digits16.npz", "colour32.pt")}
+
+
+def evaluate(capsys, *args: str) -> tuple[int, dict | None, str]:
+    """flow.evaluate's main in-process: (exit code, its JSON report or None, stderr)."""
+    code = evaluate_main(list(args))
+    out, err = capsys.readouterr()
+    return code, (json.loads(out.strip().splitlines()[-1]) if code == 0 else None), err
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("name, shape, preset", [("points.npy", (5,), "toy-2d"),
+                                                 ("digits16.npz", (1, 16, 16), "realnvp"),
+                                                 ("colour32.pt", (3, 32, 32), "realnvp")])
+def test_a_run_on_a_data_file_takes_its_shape_records_it_and_evaluates_on_it(file_runs, data_files, capsys, name,
+                                                                            shape, preset):
+    model = load_checkpoint(file_runs[name] / "checkpoint.safetensors")
+    meta, record = model.metadata, model.metadata["data_file"]
+    assert model.config.shape == shape and meta["preset"] == preset == meta["options"]["preset"]
+    assert meta["data"] == meta["options"]["data"] == str(data_files / name)
+    assert record["file"] == name and record["shape"] == list(shape) and len(record["sha256"]) == 64
+    assert record["train"] + record["test"] == {"points.npy": 600, "digits16.npz": 300, "colour32.pt": 200}[name]
+    assert record["labels"] == (300 if name == "digits16.npz" else 0)
+    assert ("float64 converted" in record["note"]) == (name == "points.npy")
+    code, report, _ = evaluate(capsys, "--checkpoint", str(file_runs[name] / "checkpoint.safetensors"))
+    assert code == 0 and report["n"] == record["test"]
+    assert report["test_bpd"] == pytest.approx(meta["test_bpd"], abs=1e-4)  # the trainer's own test figure
+    code, report, _ = evaluate(capsys, "--checkpoint", str(file_runs[name] / "checkpoint.safetensors"),
+                               "--data", str(data_files / name), "--limit", "3")
+    assert code == 0 and report["n"] == 3
+
+
+@pytest.mark.integration
+def test_mismatched_data_files_are_refused_in_one_error_line(file_runs, data_files, capsys, tmp_path):
+    points = str(file_runs["points.npy"] / "checkpoint.safetensors")
+    for data, words in ((data_files / "digits16.npz", "shape (5,), but digits16.npz's have shape (1, 16, 16)"),
+                        ("moons", "moons's have shape (2,)"), (tmp_path / "gone.npy", "check the path")):
+        code, _, err = evaluate(capsys, "--checkpoint", points, "--data", str(data))
+        assert code == EXIT_REFUSED and err.strip().count("\n") == 0 and err.startswith("error:") and words in err
+    np.save(tmp_path / "odd30.npy", np.zeros((40, 30, 30), np.uint8))
+    np.save(tmp_path / "ints.npy", np.zeros((40, 2), np.int64))
+    for args, words in (
+            (["--preset", "toy-2d", "--data", str(data_files / "digits16.npz")], "does not fit digits16.npz"),
+            (["--data", str(data_files / "points.npy"), "--preset", "realnvp"], "use --preset toy-2d"),
+            (["--data", str(tmp_path / "odd30.npy")], "multiples of 4 (such as 28 or 32)"),
+            (["--data", str(tmp_path / "odd30.npy")], "--set n_scales=1"),
+            (["--data", str(tmp_path / "ints.npy")], "points must be floats"),
+            (["--data", str(tmp_path / "gone.npz")], "check the path")):
+        assert main([*args, "--epochs", "1", "--run-dir", str(tmp_path / "run")]) == EXIT_REFUSED
+        err = capsys.readouterr().err
+        assert err.strip().count("\n") == 0 and err.startswith("error:") and words in err, err
+    proc = train("--data", "points.csv", "--run-dir", str(tmp_path / "run"), check=False)  # by its rule, in words
+    assert proc.returncode == 2 and "the path of a .npy, .npz or .pt data file (got 'points.csv')" in proc.stderr
+
+
+@pytest.mark.integration
+def test_resume_keeps_the_data_file_and_refuses_a_changed_one(data_files, tmp_path, capsys, monkeypatch):
+    shutil.copy(data_files / "points.npy", tmp_path / "mine.npy")
+    monkeypatch.chdir(tmp_path)  # a relative path names the same file as the absolute one the run recorded
+    args = ["--run-dir", str(tmp_path / "run"), "--batch-size", "128", "--set", "n_blocks=2"]
+    assert main(["--data", "mine.npy", "--epochs", "1", *args]) == 0
+    assert main(["--data", "mine.npy", "--resume", "--epochs", "2", *args[:2]]) == 0
+    assert load_checkpoint(tmp_path / "run" / "checkpoint.safetensors").metadata["epoch"] == 2
+    np.save(tmp_path / "mine.npy", np.ones((600, 5)))
+    capsys.readouterr()
+    assert main(["--resume", "--epochs", "3", *args[:2]]) == EXIT_REFUSED
+    err = capsys.readouterr().err
+    assert "mine.npy has changed since the run started" in err and err.strip().count("\n") == 0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("module", ["flow.train", "flow.evaluate"])
+def test_help_answers_without_importing_torch(module):
+    code = (f"import runpy, sys\nsys.argv = ['{module}', '--help']\ntry:\n    runpy.run_module('{module}', "
+            "run_name='__main__')\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "--data" in proc.stdout and proc.stdout.strip().endswith("False"), proc.stderr
+
+
+@pytest.mark.integration
+def test_without_pillow_a_run_trains_without_sample_pictures_and_says_so_once(data_files, tmp_path, capsys,
+                                                                               monkeypatch):
+    from flow import viz
+
+    monkeypatch.setattr(viz, "PILLOW", False)  # as where Pillow is not installed (the core does not need it)
+    assert main(["--data", str(data_files / "digits16.npz"), "--epochs", "2", "--batch-size", "64", *TINY,
+                 "--run-dir", str(tmp_path / "run")]) == 0
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert warnings == ["warning: Pillow is not installed, so this run draws no sample pictures (pip install pillow)"]
+    assert (tmp_path / "run" / "checkpoint.safetensors").exists() and not list(tmp_path.rglob("*.png"))

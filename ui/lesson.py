@@ -16,7 +16,6 @@ from app.catalog import ModelEntry, list_models
 from app.lesson import Facts
 from flow import explore
 from flow.checkpoint import CheckpointError, load_checkpoint
-from flow.data import make_toy
 from flow.model import Flow
 from flow.viz import image_grid
 from ui.sidebar import KEY as MODEL_KEY
@@ -50,8 +49,8 @@ def lesson_model(images: bool) -> tuple[Flow, ModelEntry] | None:
         st.caption(f"This step runs on **{entry.name}**, the sidebar's model: its pictures and numbers are that "
                    "model's.")
     else:
-        st.caption(f"The sidebar's model is not an MNIST model: this step runs on **{entry.name}**, the first in "
-                   "the model list.")
+        st.caption(f"The sidebar's model is not an MNIST model: this step runs on **{entry.name}**, the first MNIST "
+                   "model in the model list.")
     try:
         return _load(str(entry.path), entry.version), entry
     except CheckpointError as e:
@@ -92,10 +91,11 @@ def traced(path: str, version: float, label: str, seed: int | None, _model: Flow
 @st.cache_resource(max_entries=2, show_spinner="Carrying the points through the flow …")
 def plane(path: str, version: float, data: str, _model: Flow) -> tuple[go.Figure, go.Figure, Facts]:
     """The points animation (data and a grid, block by block), the density figure, and step 1's facts."""
-    points = make_toy(data, 1500, seed=1)
-    grid, per_line = explore.grid_lines()
+    points = explore.plane_data(data)
+    square = explore.plane_extent(points)  # as the Layer Explorer draws it
+    grid, per_line = explore.grid_lines(0.75 * square)
     steps, lines = explore.explore(_model, points), explore.explore(_model, grid)
-    ticks, dens = explore.density(_model)
+    ticks, dens = explore.density(_model, square)
     colour = np.arctan2(points[:, 1].numpy(), points[:, 0].numpy())  # follow each point by where it started
     titles = [f"{i}. {name}" for i, name in enumerate(steps.names)]
     # the data and the Gaussian fill the frame: a middle block may spread the points wider, off it for a moment

@@ -29,7 +29,7 @@ def noise_seed_input(key: str, container=st) -> int:
 
     row = container.container(horizontal=True, vertical_alignment="bottom", gap="xsmall")
     row.number_input("Noise seed", 0, LIMIT - 1, key=key, step=1, on_change=typed, bind=BIND, width=INPUT_WIDTH,
-                     help="Seed of the uniform dequantization noise n ~ U[0, 1)^784 added to the 8-bit pixels. "
+                     help="Seed of the uniform dequantization noise n ~ U[0, 1)^D added to the 8-bit pixels (D = 784 for a digit). "
                           "The same digit and seed give the same bits/dim on every page and in "
                           "`python -m flow.evaluate --seed`.")
     row.button("New noise", icon=":material/casino:", key=f"{key}_new", on_click=draw_new, wrap=True,

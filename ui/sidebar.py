@@ -36,7 +36,8 @@ def model_picker() -> None:
             by_path = {str(e.path): e for e in usable}
             st.selectbox("Model (test bits/dim)", paths, key=KEY, format_func=lambda p: by_path[p].label,
                          help="Shipped checkpoints and the latest checkpoint of every training run, each with "
-                              "its bits/dim on the MNIST test set (or a 2-D set's test points).")
+                              "its bits/dim on its data set's test examples (MNIST's test digits, a 2-D set's "
+                              "test points, or the held-out part of a data file).")
             chosen = by_path[st.session_state[KEY]]
             st.caption(chosen.details)  # the whole name too: a long run name does not fit the box
             # always in the URL, default or not: which model is first changes as runs come and go
@@ -48,21 +49,39 @@ def model_picker() -> None:
                     st.caption(f"**{e.path.name}** ({e.source}): {e.error}")
 
 
-def current_model(images_only: bool = False) -> tuple[Flow, ModelEntry] | None:
-    """The model chosen in the sidebar, loaded once and cached; None (with a message) if there is none."""
+def current_model(needs: str = "pictures") -> tuple[Flow, ModelEntry] | None:
+    """The model chosen in the sidebar, loaded once and cached; None (with one message) if there is none, or
+    if it is not what the page `needs`: "pictures" (greyscale images of any size or 2-D points: what the pages
+    can draw) or "mnist" (a model of MNIST digits: the page runs MNIST's test digits through it)."""
     path = st.session_state.get(KEY)
     entry = next((e for e in list_models() if str(e.path) == path and e.error is None), None)
     if entry is None:
         st.info("Choose a model in the sidebar (or train one on the Train page).")
         return None
-    if images_only and not entry.is_image_model:
-        st.info(f"This page needs an MNIST model; **{entry.name}** is a 2-D model. Pick another in the sidebar.")
+    if problem := unshowable(entry, needs):
+        st.info(problem)
         return None
     try:
         return _load(str(entry.path), entry.version), entry
     except CheckpointError as e:
         st.error(f"{e}. Pick another model in the sidebar.")
         return None
+
+
+def unshowable(entry: ModelEntry, needs: str) -> str | None:
+    """Why a page that `needs` "pictures" or "mnist" (see `current_model`) cannot show this model, in one line
+    for an st.info; None when it can."""
+    name, shape = f"**{entry.name}**", "×".join(map(str, entry.shape))
+    if entry.kind == "colour":
+        return (f"{name} is a colour model ({shape}): the pages show greyscale models. Colour ones train and score "
+                "on the command line: `python -m flow.train --data FILE`, `python -m flow.evaluate --checkpoint ...`.")
+    if entry.kind == "vectors":
+        return (f"{name} models {shape}-D points: the pages draw greyscale images and 2-D points. Score it on the "
+                "command line: `python -m flow.evaluate --checkpoint ...`.")
+    if needs == "mnist" and not entry.is_image_model:
+        return (f"This page runs MNIST's test digits through the model: pick an MNIST model in the sidebar "
+                f"({name} was trained on {entry.data_name}).")
+    return None
 
 
 def load(entry: ModelEntry) -> Flow:

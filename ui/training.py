@@ -8,15 +8,19 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
-from app import jobs, learning
-from app.train_plots import block_figure, nll_figure, plane_figure, samples_figure, samples_gif
+from app import datasets, export, jobs, learning
+from app.train_plots import (block_figure, nll_figure, plane_figure, points_preview_figure,
+                             samples_figure, samples_gif)
 from flow.checkpoint import CheckpointError, read_header
-from flow.data import DATASETS, make_toy
+from flow.data import DATASETS, TOY_SETS, data_label, load_dataset
 from flow.model import IMAGE_PRESETS, PRESETS, Flow
+from flow.viz import image_grid
 from ui.classroom import may_control, refuse
 
 REFRESH = "2s"  # how often the live view rereads the run folder while a run trains
+PREVIEW_CELL = 48  # pixels across each image of an uploaded set's preview, about
 LIVE_PLANE = "1s"  # how often a 2-D run's plane view rereads its newest snapshot
 PICK, SELECTED = "train_run", "train_selected"  # SELECTED outlives a visit to another page
 CONFIRM = "train_confirm_delete"
@@ -28,14 +32,14 @@ ICON = {"running": ":green[:material/play_circle:]", "stopping": ":orange[:mater
 
 
 def _data_label(data: str | None) -> str:
-    return "MNIST" if data == "mnist" else f"{data} (2-D)"
+    return f"{data} (2-D)" if data in TOY_SETS else data_label(data) + (" (uploaded)" if data not in DATASETS else "")
 
 
 def select(name: str) -> None:
     st.session_state[PICK] = st.session_state[SELECTED] = name
 
 
-def _show_refusal(e: jobs.JobError) -> None:
+def _show_refusal(e: Exception) -> None:
     st.error("\n".join(f"- {line}" for line in str(e).splitlines()), icon=":material/block:")
 
 
@@ -107,7 +111,8 @@ def new_run_form(expanded: bool) -> None:
                              placeholder="pick one to fill in the form: each says what you will see, and why")
         if quick:
             st.info(QUICK_RUNS[quick][1], icon=":material/visibility:")
-        values, launched = _form()
+        uploaded = upload_data()
+        values, launched = _form(uploaded)
     if launched:
         try:
             run = jobs.launch(jobs.read_form(values))
@@ -119,15 +124,69 @@ def new_run_form(expanded: bool) -> None:
                        "reload, go to another page or close the tab.", icon=":material/rocket_launch:")
 
 
-def _form() -> tuple[dict[str, object], bool]:
+UPLOAD, UPLOADED = "train_upload", "train_uploaded"  # the uploader's key; {file id: DataSet or the refusal}
+
+
+def upload_data() -> datasets.DataSet | None:
+    """The uploader of one's own data set: a new file is checked and stored once (app.datasets), previewed, and
+    put in the form's Data set box with a preset that fits it. The stored set, or None (nothing, or refused)."""
+    # no `type=`: Streamlit would refuse another suffix with an exception; app.datasets names it instead
+    file = st.file_uploader("Your own data set (optional)", key=UPLOAD,
+                            max_upload_size=datasets.MAX_UPLOAD_MB)  # above the app's 5 MB for one picture
+    st.caption(datasets.LIMITS)
+    if file is None:
+        return None
+    done = st.session_state.setdefault(UPLOADED, {})
+    if file.file_id not in done:  # once per upload, not on every rerun
+        try:
+            done[file.file_id] = stored = datasets.store_upload(file.name, file.getvalue())
+        except datasets.UploadError as e:
+            done[file.file_id] = str(e)
+        else:  # into the form, with a preset that takes it (set before the form's widgets are drawn)
+            st.session_state["f_data"] = str(stored.path)
+            st.session_state["f_preset"] = "toy-2d" if stored.kind == "points" else "realnvp-fast" if all(
+                side % 4 == 0 for side in stored.example_shape[1:]) else "seed-mlp"  # two squeezes need sides of 4k
+    result = done[file.file_id]
+    if isinstance(result, str):
+        st.error(result, icon=":material/block:")
+        return None
+    preview(result)
+    return result
+
+
+def preview(data: datasets.DataSet) -> None:
+    """What a stored data set holds: its first images or its points, shape, dtype, counts and held-out split."""
+    r = data.record
+    shape = "×".join(map(str, r["shape"]))
+    what = f"{r['dtype']} images of {shape} pixels" if data.kind == "images" else f"{r['dtype']} points in 2-D"
+    st.markdown(f"**{r['file']}**: {r['train'] + r['test']:,} {what} · **{r['train']:,}** to train on, "
+                f"**{r['test']:,}** to test on ({r['split']})")
+    if data.kind == "images":
+        first = torch.from_numpy(data.first[:32]).float() / 255
+        scale = max(1, PREVIEW_CELL // max(first.shape[2:]))  # whole-pixel enlargement: the pixels stay visible
+        st.image(image_grid(first, nrow=16, scale=scale), caption=f"The first {len(first)} training images")
+    else:
+        st.plotly_chart(points_preview_figure(data.first, f"The first {len(data.first):,} training points"),
+                        key="upload_points", config={"displayModeBar": False})
+    for note in (*data.notes, r.get("note")):
+        if note:
+            st.caption(note)
+    st.caption(f"Stored as `{data.path}`; the run below trains with `--data` pointing there.")
+
+
+def _form(uploaded: datasets.DataSet | None = None) -> tuple[dict[str, object], bool]:
     """The form's fields: (their values, whether Launch was pressed)."""
+    choices = [*DATASETS, *([str(uploaded.path)] if uploaded else [])]
+    if st.session_state.get("f_data") not in choices:
+        st.session_state.pop("f_data", None)  # an upload removed: back to a built-in set
     with st.form("new_run", border=False):
         c = st.columns(3)
         values = {
             "preset": c[0].selectbox("Preset", list(PRESETS), key="f_preset",
                                      help="\n".join(f"- **{k}**: {p.summary}" for k, p in PRESETS.items())),
-            "data": c[1].selectbox("Data set", DATASETS, key="f_data", format_func=_data_label,
-                                   help=f"{', '.join(IMAGE_PRESETS)} model MNIST; toy-2d models the 2-D sets."),
+            "data": c[1].selectbox("Data set", choices, key="f_data", format_func=_data_label,
+                                   help=f"{', '.join(IMAGE_PRESETS)} model images (MNIST, or an uploaded set); "
+                                        "toy-2d models the 2-D sets."),
             "name": c[2].text_input("Run name", key="f_name", placeholder="automatic",
                                     help="Names the folder checkpoints/runs/<name>. Empty: "
                                          "preset-data-date-time.").strip(),
@@ -143,6 +202,68 @@ def _form() -> tuple[dict[str, object], bool]:
                 o.label, value=None if key in st.session_state else _typed(FORM_START.get(o.name, o.default)),
                 key=key, placeholder=PLACEHOLDER.get(o.name), help=_help(o))
         return values, st.form_submit_button("Launch", type="primary", icon=":material/rocket_launch:")
+
+
+DRAW_SIDE = 320  # pixels of the drawing canvas
+DRAW_MODES = {"Strokes": "freedraw", "Points": "point"}
+
+
+def draw_data() -> None:
+    """GAN Lab's "draw your own data": paint strokes or points, see them as a 2-D data set, and train a toy-2d flow
+    on them in the background (its plane view then bends live, as for the moons). Not drawn for a client that may
+    not launch (ui.classroom)."""
+    if not may_control():
+        return
+    with st.expander("Draw your own 2-D data set", icon=":material/draw:", expanded=False):
+        from streamlit_drawable_canvas import st_canvas  # registers its component: only inside a running app
+
+        left, right = st.columns(2)
+        with left:
+            mode = st.radio("Brush", list(DRAW_MODES), horizontal=True, key="draw_mode",
+                            help="Strokes: drag to paint, sampled every few pixels. Points: click to place one.")
+            st.space("small")  # the canvas's toolbar floats above it
+            canvas = st_canvas(stroke_width=3, stroke_color="#FFFFFF", background_color="#000000",
+                               fill_color="#FFFFFF", drawing_mode=DRAW_MODES[mode], point_display_radius=3,
+                               width=DRAW_SIDE, height=DRAW_SIDE, key="draw_canvas")
+        pixels = datasets.canvas_points((canvas.json_data or {}).get("objects", []))
+        with right:
+            try:
+                points = datasets.drawn_dataset(pixels)
+            except ValueError:
+                st.info("Paint a shape on the black square (two blobs, a ring, a letter): its points become a data "
+                        "set, and a flow learns to map a Gaussian onto it while you watch.", icon=":material/draw:")
+                return
+            k = datasets.draw_copies(len(pixels))
+            st.plotly_chart(points_preview_figure(points, f"Your data set: {len(points):,} points"),
+                            key="draw_points", config={"displayModeBar": False})
+            st.caption(f"**{len(pixels):,} points** drawn; the data set holds each {k} times with Gaussian noise "
+                       f"(σ = {datasets.DRAW_NOISE}), {len(points):,} in all, centred on zero and scaled to unit "
+                       "standard deviation (y up). A tenth is held out to test on.")
+            epochs = datasets.draw_epochs(len(points))
+            if st.button("Train a flow on my points", type="primary", icon=":material/play_arrow:", key="draw_train",
+                         help=f"toy-2d, {epochs} epochs (about {datasets.DRAW_STEPS} steps), in the background"):
+                try:
+                    stored = datasets.store_points(points)
+                    run = jobs.launch(jobs.RunSpec(preset="toy-2d", data=str(stored.path), epochs=epochs,
+                                                   log_every=5))
+                except (datasets.UploadError, jobs.JobError) as e:
+                    _show_refusal(e)
+                else:
+                    select(run.name)
+                    st.success(f"Launched **{run.name}**: its plane appears below and bends as the flow learns.",
+                               icon=":material/rocket_launch:")
+
+
+def download_run(run: jobs.Run, where=st) -> None:
+    """A finished or stopped run as one zip (app.export): checkpoint, command, metrics, a script that samples;
+    drawn in `where` (a column of the run's buttons)."""
+    if run.active or run.checkpoint_epoch is None:
+        return
+    where.download_button("Download this run (.zip)", data=lambda: export.run_zip(run), file_name=f"{run.name}.zip",
+                       mime="application/zip", icon=":material/download:", key="download_run", on_click="ignore",
+                       help="Its checkpoint, command.txt (the command that trains it again), metrics.jsonl and .csv, "
+                            "load_and_sample.py (loads it and samples), and an uploaded data set up to "
+                            f"{export.DATA_IN_ZIP_MB} MB.")
 
 
 def pick_run(runs: list[jobs.Run]) -> jobs.Run:
@@ -184,21 +305,22 @@ def _confirm_delete(name: str) -> None:
 
 
 def run_actions(run: jobs.Run) -> None:
-    """Stop (graceful), Resume (from the last checkpoint), Delete (after a confirmation); none of them for a
-    client that may not act (ui.classroom). The check runs in the very script run that acts on a press; the
+    """Stop (graceful), Resume (from the last checkpoint), Delete (after a confirmation), and Download once it
+    ended; only Download for a client that may not act (ui.classroom). The check runs in the very script run that acts on a press; the
     dialog reruns on its own (a fragment), so it asks again."""
     if not may_control():
         _forget_delete()
+        download_run(run)  # taking a run away changes nothing: a student may
         return
-    c = st.columns([1, 1, 2])  # wide enough for "▶️ Resume ⌄" on a 1024-px projector
+    c = st.columns([1, 1, 2])  # wide enough for "Resume" with its icon and ⌄ on a 1024-px projector
     try:
         if run.active:
-            if c[0].button("Stop", icon="⏹️", key="stop", disabled=run.state == "stopping",
+            if c[0].button("Stop", icon=":material/stop_circle:", key="stop", disabled=run.state == "stopping",
                            help="Finishes the current step, evaluates, saves a checkpoint and ends."):
                 jobs.stop(run.name)
                 st.rerun()
         else:
-            with c[0].popover("Resume", icon="▶️", disabled=run.checkpoint_epoch is None):
+            with c[0].popover("Resume", icon=":material/play_arrow:", disabled=run.checkpoint_epoch is None):
                 done = run.checkpoint_epoch or 0
                 target = st.number_input("Train until epoch", value=max(run.epochs or 0, done + 1)
                                          if run.state != "finished" else done + 5, step=1, key="resume_epochs",
@@ -212,6 +334,7 @@ def run_actions(run: jobs.Run) -> None:
         c[1].button("Delete", icon=":material/delete:", key="delete", disabled=run.active,
                     on_click=st.session_state.__setitem__,
                     args=(CONFIRM, run.name))
+        download_run(run, c[2])
         if st.session_state.get(CONFIRM) == run.name:  # kept until answered, so each rerun shows the question
             _confirm_delete(run.name)
     except jobs.JobError as e:
@@ -244,7 +367,7 @@ def live_view(run: jobs.Run, unit: str) -> None:
     """Progress, NLL chart and latest samples of one run, rereading the folder every 2 s while it trains; below,
     the samples through training (MNIST) or the plane (2-D). The sample slider stays out of the timer's fragment,
     so scrubbing it is not undone every 2 s: the page is redrawn only when a new picture arrives."""
-    images = run.data == "mnist"
+    images = jobs.data_kind(run.data) == "images"
     frames, pictures = learning.sample_frames(run.path) if images else [], learning.picture_count(run.path)
 
     @st.fragment(run_every=REFRESH if run.active else None)
@@ -270,7 +393,7 @@ def live_view(run: jobs.Run, unit: str) -> None:
                 st.info("No metrics yet: the first point appears after a few steps.")
             else:
                 x = st.segmented_control("x axis", ["step", "epoch"], default="step", key="train_x") or "step"
-                st.plotly_chart(nll_figure({now.name: (metrics, now.data)}, unit, x), key="live_chart")
+                st.plotly_chart(nll_figure({now.name: (metrics, now.dim)}, unit, x), key="live_chart")
         with right:
             if now.samples.exists():
                 st.image(now.samples.read_bytes(), width="stretch",
@@ -283,7 +406,7 @@ def live_view(run: jobs.Run, unit: str) -> None:
     view()
     if len(frames) > 1:
         samples_over_training(run.name, tuple(frames))
-    elif run.data and run.data != "mnist":
+    elif jobs.data_kind(run.data) == "points" and jobs.data_shape(run.data) == (2,):
         plane(run)
 
 
@@ -300,7 +423,7 @@ def samples_over_training(name: str, frames: tuple[learning.Frame, ...]) -> None
     left, right = st.columns([3, 2])
     left.plotly_chart(figure, key="samples_chart", config={"displayModeBar": False})
     right.markdown(f"Each of these {len(frames)} pictures decodes **the same 64 latents** z, drawn once for this run, "
-                   "with the weights of that moment: press play, or drag the slider, to watch the same digits form. "
+                   "with the weights of that moment: press play, or drag the slider, to watch the same samples form. "
                    "It runs in your browser; the server is not asked.")
     right.download_button("GIF of the samples", gif, f"{name}-samples.gif", "image/gif", icon=":material/download:",
                           key="samples_gif", on_click="ignore", help="The pictures in order, each labelled.")
@@ -312,8 +435,9 @@ def _plane_view(run_dir: str, snapshot: str) -> learning.PlaneView:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _toy_data(name: str) -> np.ndarray:
-    return make_toy(name, 1000, seed=1).numpy()
+def _plane_data(spec: str, version: float) -> np.ndarray:
+    """Up to 1,000 of a 2-D run's training points (a toy set by name, or its data file), drawn under the density."""
+    return load_dataset(spec, "train")[:1000].numpy()
 
 
 def _views(run: jobs.Run) -> list[learning.PlaneView]:
@@ -350,7 +474,12 @@ def plane(run: jobs.Run, progress: bool = False) -> None:
                        "existed). Train a new 2-D run to watch the plane bend." if not run.active else
                        "The first snapshot appears after the first steps.")
             return
-        st.plotly_chart(plane_figure(views, _toy_data(run.data)), key="plane_chart", config={"displayModeBar": False})
+        try:
+            data = _plane_data(run.data, jobs.data_version(run.data))
+        except (ValueError, OSError) as e:  # its data file gone or broken
+            st.warning(f"The data set of this run cannot be read ({e}).")
+            return
+        st.plotly_chart(plane_figure(views, data), key="plane_chart", config={"displayModeBar": False})
         st.caption(("Live: the newest snapshot, " if run.active else f"Replay of {len(views)} snapshots: ")
                    + "the heat map is the model's density p(x); the coloured points are samples decoded from the "
                    "same latents at every step (colour: the angle of their z), the grey lines a regular grid in z "
@@ -407,8 +536,8 @@ def runs_overview(runs: list[jobs.Run], unit: str) -> None:
         picked = st.multiselect("Compare runs", [r.name for r in now], key="train_compare",
                                 placeholder="tick runs to overlay their curves")
         if picked:
-            data = {r.name: r.data for r in now}
-            st.plotly_chart(nll_figure({f"{n} · {scored[n]}": (metrics[n], data[n]) for n in picked}, unit, "epoch"),
+            dims = {r.name: r.dim for r in now}
+            st.plotly_chart(nll_figure({f"{n} · {scored[n]}": (metrics[n], dims[n]) for n in picked}, unit, "epoch"),
                             key="compare_chart")
             if len(sets := sorted({scored[n] for n in picked})) > 1:
                 st.warning("These runs are not scored on the same data: " + "; ".join(
