@@ -35,7 +35,7 @@ def test_drawn_strokes_train_a_flow_whose_plane_bends_live(server, new_page):
         return box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
 
     def drawn() -> int:
-        note = page.get_by_text("points drawn")
+        note = page.get_by_text("points drawn").last  # .last: a redraw may show the old line beside the new
         expect(note).to_be_visible(timeout=WAIT)
         return int(note.inner_text().split(" points")[0].replace(",", ""))
 
@@ -50,12 +50,13 @@ def test_drawn_strokes_train_a_flow_whose_plane_bends_live(server, new_page):
     page.wait_for_function(f"() => [...document.querySelectorAll('p')].some(p => /^\\d+ points drawn/.test("
                            f"p.innerText) && parseInt(p.innerText) > {ring})", timeout=WAIT)
     assert ring > 20 and drawn() > ring + 20  # both strokes, sampled every few pixels
-    expect(page.locator(".st-key-draw_points .js-plotly-plot")).to_be_visible(timeout=WAIT)
+    # .last: while Streamlit redraws the chart, the old plot and the new one stand side by side for a moment
+    expect(page.locator(".st-key-draw_points .js-plotly-plot").last).to_be_visible(timeout=WAIT)
     settle(page)
     screenshot(page, "train-draw-canvas", ".st-key-draw_canvas")
 
     page.locator(".st-key-draw_train").get_by_role("button").click()
-    expect(page.get_by_text("its plane appears below")).to_be_visible(timeout=WAIT)
+    expect(page.get_by_text("its plane appears below").last).to_be_visible(timeout=WAIT)
     try:
         page.wait_for_function(PLANE, timeout=WAIT)  # the live plane of the newest snapshot
     except Exception:
