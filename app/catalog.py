@@ -36,6 +36,8 @@ class ModelEntry:
     error: str | None = None  # why the checkpoint is unusable
     shape: tuple[int, ...] = ()  # one example's shape, from the config: (1, 28, 28) digits or (2,) points
     data_file: dict | None = None  # trained on a data file (`data` is then its absolute path): its record
+    classes: int = 0  # a class-conditional model's number of classes (config.num_classes), 0 for p(x)
+    test_accuracy: float | None = None  # a conditional model's: `Flow.classify` on the test examples
 
     @property
     def is_image_model(self) -> bool:
@@ -82,7 +84,10 @@ class ModelEntry:
     def details(self) -> str:
         """The rest of what the catalog knows, for a caption: the whole name, preset, data, epoch, where it lives."""
         where = "shipped" if self.source == "shipped" else f"run, {self.run_state or 'unknown'}"
-        return f"{self.name}: {self.preset} on {self.data_name}{class_note(self.digit)}, epoch {self.epoch}, {where}"
+        conditional = "" if not self.classes else f", class-conditional ({self.classes} classes" + (
+            f", {self.test_accuracy:.1%} of the test set classified right)" if self.test_accuracy is not None else ")")
+        return (f"{self.name}: {self.preset} on {self.data_name}{class_note(self.digit)}{conditional}, epoch "
+                f"{self.epoch}, {where}")
 
     @property
     def version(self) -> float:
@@ -148,13 +153,14 @@ def _data_of(shape: tuple[int, ...], data: object) -> tuple[str, str | None]:
 
 
 @lru_cache(maxsize=256)
-def _verified(path: Path, version: float, size: int) -> tuple[tuple[int, ...], dict, str | None]:
-    """(shape, metadata, None) or ((), {}, why the file is unusable); once per file version (it builds the model)."""
+def _verified(path: Path, version: float, size: int) -> tuple[tuple[int, ...], int, dict, str | None]:
+    """(shape, classes, metadata, None) or ((), 0, {}, why the file is unusable); once per file version (it builds
+    the model)."""
     try:
         config, meta = verify_checkpoint(path)
     except CheckpointError as e:
-        return (), {}, e.reason
-    return config.shape, meta, None
+        return (), 0, {}, e.reason
+    return config.shape, config.num_classes, meta, None
 
 
 def _entry(path: Path, source: str, name: str) -> ModelEntry:
@@ -163,7 +169,7 @@ def _entry(path: Path, source: str, name: str) -> ModelEntry:
         size = path.stat().st_size
     except OSError:
         size = -1
-    entry.shape, meta, entry.error = _verified(path, entry.version, size)
+    entry.shape, entry.classes, meta, entry.error = _verified(path, entry.version, size)
     if entry.error:
         return entry
     data, record = meta.get("data"), meta.get("data_file")
@@ -176,6 +182,7 @@ def _entry(path: Path, source: str, name: str) -> ModelEntry:
         return entry
     entry.preset = meta.get("preset", "?")
     entry.epoch, entry.test_bpd, entry.digit = meta.get("epoch"), meta.get("test_bpd"), meta.get("digit")
+    entry.test_accuracy = meta.get("test_accuracy")
     return entry
 
 
@@ -185,11 +192,12 @@ def find_checkpoint(preset: str) -> Path | None:
 
 
 def list_models(checkpoint_dir: Path | None = None) -> list[ModelEntry]:
-    """Shipped checkpoints (best MNIST model first), then runs' checkpoints (newest first).
+    """Shipped checkpoints (the best unconditional MNIST model first: the pages open on it; class-conditional ones
+    after the unconditional ones), then runs' checkpoints (newest first).
     Unusable files are listed too, with `error` saying why."""
     checkpoint_dir = checkpoint_dir or checkpoints_dir()
     shipped = [_entry(p, "shipped", p.stem) for p in sorted(checkpoint_dir.glob("*.safetensors"))]
-    shipped.sort(key=lambda e: (e.error is not None, not e.is_image_model,
+    shipped.sort(key=lambda e: (e.error is not None, not e.is_image_model, e.classes > 0,
                                 e.test_bpd if e.test_bpd is not None else float("inf"), e.name))
     runs = []
     runs_dir = runs_root() if checkpoint_dir == checkpoints_dir() else checkpoint_dir / "runs"

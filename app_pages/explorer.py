@@ -5,11 +5,13 @@ from collections.abc import Callable
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
+import torch
 
 from app import explore_plots as plots, jobs
 from app.catalog import list_models
 from flow import explore
 from flow.data import TOY_SETS
+from ui.classes import own_class
 from ui.classroom import notice
 from ui.digits import digit_input
 from ui.noise import noise_seed_input
@@ -19,6 +21,7 @@ from ui.training import plane
 from ui.url_state import BIND, url_int, whole_number
 
 PLAIN = {"displayModeBar": False}  # no plotly toolbar over the small maps
+OWN_CLASS = "its own"
 
 
 def sci(x: float) -> str:
@@ -78,6 +81,14 @@ It stands in for the paper's batch normalisation: exact, and the same on one ima
 coarser and deeper, so that convolutions see further. No value changes, so $\log|\det J| = 0$ and the
 picture in the input layout stays the same. Below: the tensor as the network holds it (its channels side
 by side) and the channel each input pixel now sits in.""",
+    "prior": r"""**Class prior** (a class-conditional model; Glow's learned prior, Kingma & Dhariwal 2018). The flow's
+output $h$ meets the Gaussian of the class $y$ it is traced as, with a learned mean $\mu_y$ and scale
+$\sigma_y$ for every dimension; standardised, it should be standard normal:
+
+$$z = (h - \mu_y)\, e^{-\log\sigma_y},\qquad \log|\det J| = -\textstyle\sum_j \log\sigma_{y,j}.$$
+
+The same digit traced as another class ends here with another $z$ and another likelihood: comparing them is
+how the flow classifies (the Latent Playground's *Which digit?* tab).""",
     "factor-out": r"""**Factor out** (paper Sec. 3.6). Half of the channels leave the flow here as $z_i$ and go
 straight to the Gaussian prior; the other half goes on to the next scale. Nothing is computed, so
 $\log|\det J| = 0$. Below: which pixels' dimensions leave and which flow on.""",
@@ -91,6 +102,8 @@ the digit appears as the blocks are undone.""",
     "actnorm": r"ActNorm undone: $x = y\,e^{\log\sigma_c} + \mu_c$ for each channel $c$.",
     "squeeze": "Unsqueeze: each 1×1×4C patch goes back to a 2×2×C one. No value changes.",
     "factor-out": "The factored-out $z_i$ rejoins the flow: the tensor gets those channels back.",
+    "prior": r"The class prior undone: $h = z\,e^{\log\sigma_y} + \mu_y$, the latent placed in the chosen class's "
+             r"Gaussian. The same $z$ with another class is another digit in the same handwriting.",
     "preprocess": r"""The logit undone, which gives the picture:
 
 $$u = \frac{\sigma(y) - \alpha}{1 - 2\alpha} \in [0, 1].$$""",
@@ -104,6 +117,8 @@ BRIEF = {  # one plain line per kind under the animation's title (plotly does no
     "actnorm": "ActNorm: each channel c shifted and rescaled by learned numbers. log-det = −HW Σ log σ<sub>c</sub>.",
     "squeeze": "Squeeze: each 2×2×C patch becomes 1×1×4C. No value changes: log-det 0, the same picture.",
     "factor-out": "Factor-out: half of the channels leave as z<sub>i</sub> for the prior. No value changes: log-det 0.",
+    "prior": "Class prior: z = (h − μ<sub>y</sub>)·e<sup>−log σ<sub>y</sub></sup>, the flow's output standardised "
+             "by class y's Gaussian. log-det = −Σ log σ<sub>y</sub>.",
 }
 TRACE_MODES = ("with dequantization noise, as trained", "without dequantization noise (bin centres)")
 
@@ -118,20 +133,20 @@ plane is stretched along the axes. $\log|\det J| = -\sum \log\sigma$, the same f
 }
 
 @st.cache_resource(max_entries=32, show_spinner="Tracing the flow …")
-def traced(path: str, version: float, source: str, seed: int | None, _model, _x) -> explore.Steps:
-    """One forward trace per (model file version, input, noise seed): the slider then only indexes arrays."""
-    return explore.explore(_model, _x, seed)
+def traced(path: str, version: float, source: str, seed: int | None, _model, _x, y: int | None = None) -> explore.Steps:
+    """One forward trace per (model file version, input, noise seed, class): the slider then only indexes arrays."""
+    return explore.explore(_model, _x, seed, y)
 
 
 @st.cache_data(max_entries=256, show_spinner="Building the Jacobian with autograd …")
 def jacobian(path: str, version: float, source: str, seed: int | None, block: int, _model,
-             _steps: explore.Steps) -> tuple[float, float] | None:
+             _steps: explore.Steps, y: int | None = None) -> tuple[float, float] | None:
     return explore.jacobian_check(_model, _steps, block)
 
 
 @st.cache_resource(max_entries=32, show_spinner="Running the flow backwards …")
-def generated(path: str, version: float, source: str, _model, _z) -> explore.Steps:
-    return explore.generate(_model, _z)
+def generated(path: str, version: float, source: str, _model, _z, y: int | None = None) -> explore.Steps:
+    return explore.generate(_model, _z, y)
 
 
 @st.cache_resource(max_entries=24, show_spinner="Drawing every block …")
@@ -218,13 +233,23 @@ if entry.kind == "images":
                                      "turns into Gaussian noise. Without the noise, at the bin centres, it "
                                      "gives a much shorter, non-Gaussian code.") == TRACE_MODES[0]
         noise_seed = noise_seed_input("explorer_noise_seed", seed_box)
+        if model.num_classes:  # a conditional model traces a digit as one class
+            as_class = settings.selectbox("Trace as class", [OWN_CLASS, *range(model.num_classes)], key="trace_class",
+                                          bind=BIND, help="A class-conditional model's last block is the Gaussian of "
+                                          "one class. By default the digit's own: its label, or for a drawing the "
+                                          "flow's answer.")
     if digit is None:
         st.stop()
     seed = noise_seed if with_noise else None
     source = digest(digit.numpy())
-    steps = traced(*ident, source, seed, model, digit)
+    y, traced_as = None, ""
+    if model.num_classes:
+        y, how = own_class(model, "explorer", digit, noise_seed) if as_class == OWN_CLASS else (int(as_class),
+                                                                                                  "chosen above")
+        traced_as = f"Traced as class **{y}** ({how}): its last block is that class's prior."
+    steps = traced(*ident, source, seed, model, digit, y)
     dec = explore.decomposition(model, steps)
-    digit_bits = explore.decomposition(model, traced(*ident, source, noise_seed, model, digit)).bits_per_dim
+    digit_bits = explore.decomposition(model, traced(*ident, source, noise_seed, model, digit, y)).bits_per_dim
 
     def bits_note() -> str:
         if not with_noise:
@@ -233,6 +258,13 @@ if entry.kind == "images":
                     f"**{digit_bits:.3f} bits/dim**.")
         card = f" The model card's {entry.test_bpd:.3f} is the average over the test digits." \
             if entry.test_bpd is not None else ""
+        if y is not None:
+            with torch.no_grad():
+                marginal = model.bits_per_dim(digit, noise_seed)[0].item()
+            return say(f"This is the digit's bits/dim **as class {y}**, log p(u | y = {y}), with one noise draw (seed "
+                       f"{noise_seed}) on the [0, 256) pixel scale. The number the other pages and `python -m "
+                       f"flow.evaluate --seed {noise_seed}` give it is the marginal over all classes, "
+                       f"**{marginal:.3f} bits/dim**.{card}")
         return say(f"This is the digit's bits/dim: uniform dequantization with one noise draw (seed {noise_seed}), on "
                 f"the [0, 256) pixel scale, as the Latent Playground and `python -m flow.evaluate --seed "
                 f"{noise_seed}` score it.{card} Another noise draw moves one digit's figure by up to about a tenth.")
@@ -245,8 +277,10 @@ if entry.kind == "images":
     captions = [say(BRIEF["data" if with_noise else "centres"])] + [
         f"{say(BRIEF[kind])} Inverts to {sci(err)}." for kind, err in zip(steps.kinds[1:], steps.roundtrip[1:])]
     level = explore.ks_noise_level(model.dim)
+    if traced_as:
+        st.caption(traced_as)
     with st.container(key="flow_animation"):  # stepping and playing happen in the browser
-        view = ("flow", *ident, source, seed, units, opening(len(steps)))
+        view = ("flow", *ident, source, seed, y, units, opening(len(steps)))
         st.plotly_chart(animated(view, lambda: plots.flow_animation(
             steps, dec, "nats" if units == "nats" else "bpd", captions, opening(len(steps)), level)),
             key="flow_chart", config=PLAIN)
@@ -274,7 +308,7 @@ if entry.kind == "images":
         if st.toggle("Log-det against autograd", key="autograd_check",
                      help=say("Builds the block's full 784 × 784 Jacobian with torch.func.jacrev (up to a second) "
                           "and takes log|det| of it")):
-            claimed, built = jacobian(*ident, source, seed, i, model, steps)
+            claimed, built = jacobian(*ident, source, seed, i, model, steps, y)
             st.caption(say(f"log|det J|: **{claimed:.4f}** nats from the block's own formula, **{built:.4f}** from "
                        f"autograd's 784 × 784 Jacobian (difference {sci(abs(claimed - built))})."))
 
@@ -311,7 +345,9 @@ if entry.kind == "images":
             temperature = c2.slider("Temperature T", 0.0, 1.5, 0.7, 0.05, key="gen_temperature", bind=BIND)
             gen_seed = c3.number_input("Seed", 0, 10**6, 0, key="gen_seed", bind=BIND)
             z, start_key = model.latents(1, temperature, gen_seed), f"noise:{temperature}:{gen_seed}"
-        back = generated(*ident, start_key, model, z)
+        if y is not None:
+            st.caption(f"Decoded as class **{y}**, the class the digit above is traced as.")
+        back = generated(*ident, f"{start_key}:{y}", model, z, y)
         film, shown = plots.filmstrip(back)
         # about 84 px a picture, at most the page's width: on a projector across the room, not 45 of 18 px
         st.container(key="filmstrip").image(
@@ -324,7 +360,7 @@ if entry.kind == "images":
             for kind in dict.fromkeys(back.kinds):
                 st.markdown(say(UNDO.get(kind, UNDO["coupling"])))
         with pic.container(key="gen_animation"):
-            st.plotly_chart(animated(("gen", *ident, start_key), lambda: plots.steps_animation(back)), key="gen_chart",
+            st.plotly_chart(animated(("gen", *ident, start_key, y), lambda: plots.steps_animation(back)), key="gen_chart",
                             config=PLAIN)
 
     generation()

@@ -6,8 +6,10 @@ import torch
 
 from app import lab_plots
 from flow import lab
+from flow.classes import SURE
 from flow.data import load_mnist
 from flow.viz import image_grid
+from ui.classes import verdict
 from ui.digits import digit_input
 from ui.noise import noise_seed_input
 from ui.sidebar import current_model
@@ -35,9 +37,16 @@ def scored(path: str, version: float, kind: str, n: int, seed: int, _model) -> n
     return lab.bits(_model, made(kind, n, seed), seed)
 
 
+@st.cache_data(max_entries=64, show_spinner=False)
+def sure(path: str, version: float, kind: str, n: int, seed: int, _model) -> np.ndarray:
+    """A conditional model's top p(y | x) for one kind's inputs (`flow.lab.certainty`), once for every session."""
+    return lab.certainty(_model, made(kind, n, seed), seed)
+
+
 @st.cache_data(max_entries=16, show_spinner="Sampling at every temperature …")
-def swept(path: str, version: float, n: int, seed: int, _model) -> dict[float, tuple[torch.Tensor, np.ndarray]]:
-    return lab.by_temperature(_model, n, seed)
+def swept(path: str, version: float, n: int, seed: int, y: int | None,
+          _model) -> dict[float, tuple[torch.Tensor, np.ndarray]]:
+    return lab.by_temperature(_model, n, seed, y=y)
 
 
 view = st.segmented_control("View", VIEWS, default=VIEWS[0], key="lab_view", bind=BIND, label_visibility="collapsed")
@@ -61,6 +70,8 @@ if view == VIEWS[0]:
                 "Models Know What They Don't Know?*, 2019): look for rows whose bulk sits left of the dotted line.")
     with st.expander("Score your own input: draw a letter, or upload a picture", expanded=False):
         mine = digit_input("lab", "Your input")
+        if mine is not None and model.num_classes:  # and which class the flow would call it
+            verdict(model, mine, seed, "lab", "input")
     yours = None if mine is None else float(lab.bits(model, mine, seed)[0])
     if st.session_state.get("lab_source", "Test digit") == "Test digit":  # not the user's own: say which it is
         picked = (st.session_state.get("lab_class", "any"), st.session_state.get("lab_index", 0))
@@ -81,18 +92,37 @@ if view == VIEWS[0]:
     if yours is not None:
         st.markdown(f":orange[**The orange line, {what}: {yours:.3f} bits/dim**], better than "
                     f"{(yours < test).mean():.0%} of the {n} test digits.")
+    certain = {kind: sure(*ident, kind, n, seed, model) for kind in lab.KINDS} if model.num_classes else {}
+    surely = {kind: {"sure of a class": float((p >= SURE).mean())} for kind, p in certain.items()}
     st.dataframe(pd.DataFrame([{"input": kind, "what it is": lab.KINDS[kind][0], "median bits/dim": r["median"],
-                                "5 %": r["p5"], "95 %": r["p95"], "beat the median test digit": r["share_below_test_median"]}
+                                "5 %": r["p5"], "95 %": r["p95"], "beat the median test digit": r["share_below_test_median"],
+                                **surely.get(kind, {})}
                                for kind, r in rows.items()]),
                  hide_index=True, column_config={
-                     "beat the median test digit": st.column_config.ProgressColumn(format="percent", min_value=0,
-                                                                                   max_value=1),
+                     **{c: st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)
+                        for c in ("beat the median test digit", "sure of a class")},
                      **{c: st.column_config.NumberColumn(format="%.2f") for c in ("median bits/dim", "5 %", "95 %")}})
+    if certain:
+        off = {kind: share["sure of a class"] for kind, share in surely.items() if kind != "test digits"}
+        surest = max(off, key=off.get)
+        st.markdown(f"**As a classifier** (this model is class-conditional): p(y | x) ≥ {SURE:.0%} for "
+                    f"{surely['test digits']['sure of a class']:.0%} of the test digits, and for "
+                    f"{off[surest]:.0%} of the {surest}. p(y | x) compares the classes with one another, never with "
+                    "'none of them': an input far from every class can still lie much nearer one of them, and the "
+                    "flow is then sure of a class for an input that is no digit at all. Its bits/dim, the column "
+                    "on the left, are what says the input is unlike the data.")
     st.caption(f"The model card's {entry.test_bpd:.3f} is the mean over all 10,000 test digits; the median of these "
                f"{n} is {np.median(test):.3f}." if entry.test_bpd is not None else "")
 else:
-    samples = st.select_slider("Samples per temperature", [8, 16, 32, 64], value=16, key="lab_samples", bind=BIND)
-    sweep = swept(*ident, samples, seed, model)
+    amount, which = st.columns([2, 1])
+    samples = amount.select_slider("Samples per temperature", [8, 16, 32, 64], value=16, key="lab_samples", bind=BIND)
+    wanted = None
+    if model.num_classes:  # draw me a 3, at every temperature
+        wanted = which.selectbox("Class", ["any", *range(model.num_classes)], key="lab_class_samples", bind=BIND,
+                                 help="A class-conditional model samples the class you ask for; 'any': each "
+                                      "sample's class drawn at random, as the mixture of the classes samples")
+        wanted = None if wanted == "any" else int(wanted)
+    sweep = swept(*ident, samples, seed, wanted, model)
     st.markdown(r"Samples $x = f^{-1}(z)$ with $z \sim \mathcal N(0, T^2 I)$, every temperature from the same "
                 r"directions, scored as 8-bit pictures like the test digits. As $T \to 0$ the samples move to the "
                 r"mode, the single most likely point, and their bits/dim fall below most test digits', yet they look "

@@ -8,7 +8,8 @@ import streamlit as st
 import torch
 
 from app import explore_plots, latent_plots
-from flow import explore, latent
+from flow import classes, explore, latent
+from ui.classes import own_class, verdict
 from ui.digits import digit_input, source_of
 from ui.noise import noise_seed_input
 from ui.sidebar import current_model
@@ -79,16 +80,19 @@ def _encode(path: str, version: float, digit: bytes, _model) -> torch.Tensor:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _decode(path: str, version: float, z: bytes, seed: int, _model) -> tuple[torch.Tensor, torch.Tensor]:
-    """One decoding per checkpoint file version, latents and noise seed, shared by every session: a class
-    opening the same default views decodes them once."""
+def _decode(path: str, version: float, z: bytes, seed: int, y: bytes, _model) -> tuple[torch.Tensor, torch.Tensor]:
+    """One decoding per checkpoint file version, latents, noise seed and classes, shared by every session: a
+    class opening the same default views decodes them once."""
+    classes = torch.frombuffer(bytearray(y), dtype=torch.int64) if y else None
     return latent.decode_with_bits(_model, torch.frombuffer(bytearray(z), dtype=torch.float32).view(-1, _model.dim),
-                                   seed)
+                                   seed, classes)
 
 
-def decode(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frames and their bits/dim (`flow.latent.decode_with_bits`) of latents z (N, D)."""
-    return _decode(str(entry.path), entry.version, z.float().contiguous().numpy().tobytes(), seed, model)
+def decode(z: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames and their bits/dim (`flow.latent.decode_with_bits`) of latents z (N, D), as classes y (N,) of a
+    conditional model when given."""
+    y = b"" if y is None else y.long().contiguous().numpy().tobytes()
+    return _decode(str(entry.path), entry.version, z.float().contiguous().numpy().tobytes(), seed, y, model)
 
 
 def encode(digits: list[torch.Tensor]) -> torch.Tensor:
@@ -221,6 +225,9 @@ def manifold(shown: bool) -> None:
                                           f"{bits.mean():.3f} (hover a cell for its own).")))
 
 
+EVERY_CLASS = "one row per class"
+
+
 @st.fragment
 def samples(shown: bool) -> None:
     controls, picture = st.columns(2)
@@ -229,31 +236,86 @@ def samples(shown: bool) -> None:
         c1, c2 = st.columns(2)
         sample_seed = c1.number_input("Seed", 0, 2**31 - 1, 0, key="seed", bind=BIND, help="Seed of the latents z")
         n = c2.select_slider("Samples", [16, 36, 64], 64, key="n_samples", bind=BIND)
+        wanted = None
+        if model.num_classes:  # draw me a 3
+            wanted = st.selectbox("Class", [EVERY_CLASS, *range(model.num_classes)], key="sample_class", bind=BIND,
+                                  help="A class-conditional model samples the class you ask for: z ~ N(0, T² I) "
+                                       "read in that class's coordinates. One row per class: ten samples of each, "
+                                       "every column one z drawn as each class.")
     if not shown:
         return
-    frames, bits = decode(model.latents(n, temperature, int(sample_seed)))
-    labels = [f"sample {i} · {b:.3f} bits/dim" for i, b in enumerate(bits.tolist())]
-    picture.plotly_chart(latent_plots.grid_figure(frames, math.isqrt(n), labels, width=400), key="samples_grid",
+    columns = math.isqrt(n)
+    if wanted == EVERY_CLASS:
+        z, y = classes.class_grid(model, 10, temperature, int(sample_seed))
+        columns = 10
+    else:
+        z = model.latents(n, temperature, int(sample_seed))
+        y = None if wanted is None else torch.full((n,), int(wanted))
+    frames, bits = decode(z, y)
+    labels = [f"sample {i}{'' if y is None else f' · class {y[i]}'} · {b:.3f} bits/dim"
+              for i, b in enumerate(bits.tolist())]
+    picture.plotly_chart(latent_plots.grid_figure(frames, columns, labels, width=400), key="samples_grid",
                          config={"displayModeBar": False})
     test = f"; the test set averages {entry.test_bpd:.3f}" if entry.test_bpd is not None else ""
     with controls:
         st.caption(f"Mean {bits.mean():.3f} bits/dim (hover a sample for its own){test}.")
         st.caption(say("Samples decode z ~ N(0, T² I). Temperature T < 1 draws latents nearer the centre: "
                        "cleaner, more typical digits, less variety. At T = 0 every sample is the decoded zero latent."))
-        downloads(("Samples (PNG)", latent_plots.png_of(frames, math.isqrt(n)),
-                   latent_plots.export_name("samples", entry.name, f"T{temperature:.2f}", f"seed{sample_seed}",
+        if model.num_classes:
+            st.caption("The bits/dim are of the marginal density, the mixture of every class: the number every "
+                       "page shows for a digit. Asked for one class, the flow decodes the same kind of Gaussian "
+                       "latent through that class's own mean and scale, so the class is a choice, not luck.")
+        what = [] if wanted is None else ["by-class" if wanted == EVERY_CLASS else f"class{wanted}"]
+        downloads(("Samples (PNG)", latent_plots.png_of(frames, columns),
+                   latent_plots.export_name("samples", entry.name, *what, f"T{temperature:.2f}", f"seed{sample_seed}",
                                             ext="png"), "image/png"))
 
 
-tab_walk, tab_manifold, tab_samples = st.tabs(["Interpolate", "Manifold", "Sample"], key="tab", bind=BIND)
+@st.fragment
+def handwriting(shown: bool) -> None:
+    """The same handwriting, another digit: one digit encoded with its own class, decoded as every class."""
+    picker, row = st.columns([1, 2])
+    with picker:
+        digit = digit_input("hand", "Digit", "7", entry)
+    if digit is None or not shown:
+        return
+    own, how = own_class(model, "hand", digit, seed)
+    frames, bits = decode(*classes.handwriting_latents(model, digit, own))
+    labels = [f"class {k} · {b:.3f} bits/dim" for k, b in enumerate(bits.tolist())]
+    with row:
+        row.plotly_chart(latent_plots.grid_figure(frames, model.num_classes, labels, width=700), key="hand_row",
+                         config={"displayModeBar": False})
+        st.caption(f"Encoded as class **{own}** ({how}), z = f(x) read in class {own}'s coordinates, then decoded "
+                   f"as every class 0 to {model.num_classes - 1}, left to right. The class lives in the prior's mean "
+                   "and scale; what z keeps is the rest: the slant, the stroke width, the size. "
+                   f"Frame {own} is your digit back.")
+        downloads(("Row (PNG)", latent_plots.png_of(frames, model.num_classes),
+                   latent_plots.export_name("handwriting", entry.name, digit_tag("hand"), ext="png"), "image/png"))
+
+
+@st.fragment
+def which_digit(shown: bool) -> None:
+    """The flow as a classifier: p(y | x) by Bayes' rule from the densities of every class."""
+    picker, chart = st.columns([1, 2])
+    with picker:
+        digit = digit_input("which", "Digit", "4", entry)
+    if digit is None or not shown:
+        return
+    with chart:
+        verdict(model, digit, seed, "which", entry.noun)
+        st.caption("p(y | x) = p(x | y) p(y) / Σₖ p(x | k) p(k), with p(y) uniform: the class whose density gives "
+                   "this digit the shortest code wins, and one bit per pixel less is a factor 2^784 in probability, "
+                   "so small differences in bits/dim make sure answers. Draw a 4 that could be a 9 to see a doubt.")
+
+
+TABS = {"Interpolate": interpolation, "Manifold": manifold, "Sample": samples}
+if model.num_classes:  # a class-conditional model: its classes
+    TABS.update({"Same handwriting": handwriting, "Which digit?": which_digit})
 # Every tab draws its controls (their values stay in the session and the URL), but only the open one decodes: a
 # class opening the page pays for one tab, and switching tabs reruns the page.
-with tab_walk:
-    interpolation(tab_walk.open)
-with tab_manifold:
-    manifold(tab_manifold.open)
-with tab_samples:
-    samples(tab_samples.open)
+for tab, draw in zip(st.tabs(list(TABS), key="tab", bind=BIND), TABS.values()):
+    with tab:
+        draw(tab.open)
 st.caption(say(f"**Bits/dim of a frame**: the frame as an 8-bit image, dequantized with one uniform noise draw "
            f"(seed {seed}), on the [0, 256) pixel scale: `Flow.bits_per_dim`, the number the Layer Explorer "
            "and `python -m flow.evaluate` give the same digit with the same seed"

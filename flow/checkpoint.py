@@ -73,6 +73,7 @@ METADATA_RULES = {
                   and isinstance(v.get("shape"), list) and all(_whole(d) and d >= 1 for d in v["shape"])
                   and isinstance(v.get("dtype"), str) and all(_whole(v.get(k)) for k in ("train", "test"))),
     "library": ("an object", lambda v: isinstance(v, dict)),
+    "test_accuracy": ("a number from 0 to 1", lambda v: _number(v) and 0 <= v <= 1),
 }
 MAX_HEADER = 100 * 2**20  # safetensors' own limit on the JSON header
 

@@ -28,6 +28,11 @@ class FlowConfig:
         what the config holds and what a checkpoint saves.
     actnorm: bool = True
         An ActNorm layer after every coupling (its first training batch sets its start: see `Flow`).
+    num_classes: int = 0
+        0: an unconditional flow, p(x). K >= 2: a class-conditional flow p(x | y) for y in 0..K-1, whose
+        latent has a learned Gaussian per class (Glow's class-conditional prior, Kingma & Dhariwal 2018,
+        Sec. 5): the flow's output z, standardised by the class's mean and scale (`layers.ClassAffine`),
+        is standard normal. Without a class the model's density is the marginal over uniform classes.
 
     For coupling="mlp" only:
 
@@ -61,6 +66,7 @@ class FlowConfig:
     coupling: str = "resnet"
     preprocess: bool | None = None
     actnorm: bool = True
+    num_classes: int = 0
     n_blocks: int = 4
     hidden: tuple[int, ...] = (64, 128, 128, 64)
     n_scales: int = 2
@@ -88,7 +94,7 @@ class FlowConfig:
             elif f.name == "preprocess":
                 rule, ok = "true, false or None (None: follow the shape)", value is None or isinstance(value, bool)
             elif isinstance(f.default, int):
-                low = 0 if f.name in ("couplings_per_half", "res_blocks") else 1
+                low = 0 if f.name in ("couplings_per_half", "res_blocks", "num_classes") else 1
                 rule, ok = f"a whole number of at least {low}", whole and value >= low
             elif isinstance(f.default, float):
                 rule = "a number above 0"
@@ -110,6 +116,8 @@ class FlowConfig:
                              "leave it at its default")
         if self.preprocess is None:  # images are 8-bit pixels to dequantize, points are taken as they are
             self.preprocess = len(self.shape) == 3
+        if self.num_classes == 1:
+            raise ValueError("num_classes must be 0 (unconditional) or at least 2 (got 1): one class is no condition")
         if self.head_kernel % 2 == 0:
             raise ValueError(f"head_kernel must be odd (got {self.head_kernel}): an even kernel changes the map's size")
 

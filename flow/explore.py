@@ -101,6 +101,7 @@ class Steps:
     flow_roundtrip: float | None = None  # forward traces: max |x - f^-1(f(x))| of the whole flow
     seed: int | None = None  # forward image traces: the dequantization noise's seed (None: bin centres)
     pixel_entries: tuple[int, ...] = ()  # entries that hold the image u in [0, 1], not a signed latent
+    classes: int | None = None  # a conditional model's trace: the class it was traced as (its prior the last block)
 
     @cached_property
     def ks(self) -> np.ndarray:
@@ -169,17 +170,27 @@ def tile_channels(x: np.ndarray) -> np.ndarray:
 
 def blocks(model: Flow) -> list[Transform | None]:
     """The transform behind each forward-trace entry: None for the input and the factor-outs (they only
-    route values), then the logit and the other blocks."""
-    return [None] + [t for _, t in model.transform.stages]
+    route values), then the logit and the other blocks, and a conditional model's class prior last (an entry
+    of traces made with a class only)."""
+    return [None] + [t for _, t in model.transform.stages] + ([model.prior] if model.num_classes else [])
 
 
-def _roundtrip(model: Flow, trace: list[TraceStep]) -> np.ndarray:
-    """Entry i's inversion error: the largest |h_{i-1} - f_i^-1(f_i(h_{i-1}))| over its input."""
+def _roundtrip(model: Flow, trace: list[TraceStep], y: Tensor | None) -> np.ndarray:
+    """Entry i's inversion error: the largest |h_{i-1} - f_i^-1(f_i(h_{i-1}))| over its input (for the class
+    prior, over the whole flat state it standardises)."""
     errors = [0.0]
     for k, (before, after) in enumerate(pairwise(trace)):
-        back = model.transform.step(k, after.output, after.factored, "inverse")[0]
-        errors.append((back - before.output).abs().max().item())
+        if after.kind == "prior":
+            back, was = model.prior.inverse(after.state(), y)[0], before.state()
+        else:
+            back, was = model.transform.step(k, after.output, after.factored, "inverse")[0], before.output
+        errors.append((back - was).abs().max().item())
     return np.array(errors)
+
+
+def _classes(model: Flow, n: int, y: int | None) -> Tensor | None:
+    """A trace's class for all n inputs, or None (ValueError from the model for a class it does not have)."""
+    return None if y is None else model._check_classes(y, n).cpu()
 
 
 def _steps(model: Flow, trace: list[TraceStep], entry_layouts: list[tuple[np.ndarray, list[Part]]],
@@ -201,8 +212,10 @@ def _steps(model: Flow, trace: list[TraceStep], entry_layouts: list[tuple[np.nda
 
 
 @torch.no_grad()
-def explore(model: Flow, x: Tensor, seed: int | None = 0) -> Steps:
-    """The forward trace x -> z of a batch of 8-bit digits (any integer dtype, 0..255) or 2-D points.
+def explore(model: Flow, x: Tensor, seed: int | None = 0, y: int | None = None) -> Steps:
+    """The forward trace x -> z of a batch of 8-bit digits (any integer dtype, 0..255) or 2-D points; of a
+    conditional model as class y when given (its class prior the last entry: the decomposition then adds up to
+    log p(x | y)).
 
     Digits are dequantized as in training, u = (x + n) / 256 with the noise n of `seed`
     (`Flow.bits_per_dim`'s: the decomposition then adds up to that digit's bits/dim for that seed), or
@@ -210,20 +223,28 @@ def explore(model: Flow, x: Tensor, seed: int | None = 0) -> Steps:
     where the density is atypically high and the code z atypically small. Points are taken as they are.
     """
     u = model.dequantize(x, seed) if model.config.preprocess and seed is not None else x
-    trace = model.trace(u)
+    classes = _classes(model, len(u), y)
+    trace = model.trace(u, classes)
     z = trace[-1].state()
-    flow_error = (model.decode(z) - trace[0].output).abs().max().item()
+    flow_error = (model.decode(z, classes) - trace[0].output).abs().max().item()
     images = model.config.preprocess
-    return _steps(model, trace, layouts(model), roundtrip=_roundtrip(model, trace), flow_roundtrip=flow_error,
-                  seed=seed if images else None, pixel_entries=(0,) if images else ())
+    entries = layouts(model)
+    entries += entries[-1:] if y is not None else []  # the class prior keeps every dimension where it is
+    return _steps(model, trace, entries, roundtrip=_roundtrip(model, trace, classes), flow_roundtrip=flow_error,
+                  seed=seed if images else None, pixel_entries=(0,) if images else (), classes=y)
 
 
 @torch.no_grad()
-def generate(model: Flow, z: Tensor | np.ndarray) -> Steps:
-    """The generative trace z -> x (z flat, (N, D)): after inverting k blocks the state is laid out as
+def generate(model: Flow, z: Tensor | np.ndarray, y: int | None = None) -> Steps:
+    """The generative trace z -> x (z flat, (N, D)), of a conditional model as class y when given (z then in that
+    class's coordinates, its prior the first block undone): after inverting k blocks the state is laid out as
     the forward state before those blocks, so the same pixel mapping applies in reverse order."""
-    trace = model.trace_inverse(torch.as_tensor(z))
-    return _steps(model, trace, layouts(model)[::-1], pixel_entries=(len(trace) - 1,) if model.config.preprocess else ())
+    z = torch.as_tensor(z)
+    trace = model.trace_inverse(z, _classes(model, len(z), y))
+    entries = layouts(model)[::-1]
+    entries = entries[:1] + entries if y is not None else entries
+    return _steps(model, trace, entries, pixel_entries=(len(trace) - 1,) if model.config.preprocess else (),
+                  classes=y)
 
 
 def jacobian_check(model: Flow, steps: Steps, i: int, n: int = 64) -> tuple[float, float] | None:
@@ -234,9 +255,13 @@ def jacobian_check(model: Flow, steps: Steps, i: int, n: int = 64) -> tuple[floa
     module = blocks(model)[i]
     if module is None:
         return None
-    shape = steps.parts[i - 1][-1].shape  # the flowing part h that the block transforms
+    prior = steps.kinds[i] == "prior"  # the class prior standardises the whole flat latent, for the traced class
+    shape = (model.dim,) if prior else steps.parts[i - 1][-1].shape  # else the flowing part h the block transforms
     size = math.prod(shape)
     before = torch.from_numpy(steps.states[i - 1, :n, -size:]).to(model.device).view(-1, *shape)
+    if prior:
+        y = torch.tensor([steps.classes], device=model.device)
+        module = lambda v: model.prior(v, y.expand(len(v)))  # noqa: E731 - the block with its class bound
 
     def one(v: Tensor) -> Tensor:
         return module(v.view(1, *shape))[0].flatten()

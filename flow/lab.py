@@ -88,17 +88,28 @@ def compare(model: Flow, digits: Tensor, seed: int = 0) -> dict[str, np.ndarray]
 
 
 @torch.inference_mode()
-def by_temperature(model: Flow, n: int, seed: int = 0,
-                   temperatures: tuple[float, ...] = TEMPERATURES) -> dict[float, tuple[Tensor, np.ndarray]]:
+def by_temperature(model: Flow, n: int, seed: int = 0, temperatures: tuple[float, ...] = TEMPERATURES,
+                   y: int | None = None) -> dict[float, tuple[Tensor, np.ndarray]]:
     """n samples at each temperature, z ~ N(0, T^2 I) from one seed (the same directions at every T),
-    decoded to 8-bit pictures: {T: (frames (n, 1, 28, 28) in [0, 1], their bits/dim (n,))}. The bits are
-    `flow.latent.decode_with_bits`', the Latent Playground's."""
+    decoded to 8-bit pictures: {T: (frames (n, 1, 28, 28) in [0, 1], their bits/dim (n,))}; of class y for a
+    conditional model when given, else of classes drawn uniformly (`Flow.random_classes`, the marginal's
+    sampler). The bits are `flow.latent.decode_with_bits`', the Latent Playground's."""
     z = model.latents(n, 1.0, seed)
+    classes = torch.full((n,), y) if y is not None else model.random_classes(n, seed) if model.num_classes else None
     out = {}
     for t in temperatures:
-        frames, b = decode_with_bits(model, z * t, seed)
+        frames, b = decode_with_bits(model, z * t, seed, classes)
         out[t] = (frames, b.numpy())
     return out
+
+
+@torch.inference_mode()
+def certainty(model: Flow, x: Tensor, seed: int = 0, batch: int = 256) -> np.ndarray:
+    """A conditional model's confidence in its answer for each input: the top p(y | x) (`Flow.classify`, noise of
+    `seed`), (N,). Off its data a density model need not be unsure: these are odds between its classes, not a
+    measure of how well any class fits."""
+    return torch.cat([model.classify(x[k:k + batch], seed).max(1).values.cpu()
+                      for k in range(0, len(x), batch)]).numpy()
 
 
 def summary(values: np.ndarray, reference: np.ndarray) -> dict[str, float]:

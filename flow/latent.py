@@ -116,11 +116,13 @@ def quantize(frames: Tensor) -> Tensor:
 
 
 @torch.inference_mode()
-def decode_with_bits(model: Flow, z: Tensor, seed: int = 0) -> tuple[Tensor, Tensor]:
+def decode_with_bits(model: Flow, z: Tensor, seed: int = 0, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Decode latents (N, D) -> (frames (N, C, H, W) in [0, 1], bits/dim (N,) of each frame as an
     8-bit image). The bits are `Flow.bits_per_dim` of the quantized frame with the noise of `seed`:
-    the number the Layer Explorer and `flow.evaluate` give that digit with that seed."""
-    frames = model.decode(z.to(model.device)).cpu()
+    the number the Layer Explorer and `flow.evaluate` give that digit with that seed. A conditional model
+    decodes z as classes y (N,) when given (`Flow.decode`); the bits are then still the marginal's, the one
+    number per digit every page shows."""
+    frames = model.decode(z.to(model.device), y).cpu()
     return frames, model.bits_per_dim(quantize(frames), seed).cpu()
 
 

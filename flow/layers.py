@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 ALPHA = 0.05
+LOG_2PI = math.log(2 * math.pi)
 
 
 def dequantize(x: Tensor, noise: str = "uniform", seed: int | None = None) -> Tensor:
@@ -161,6 +162,40 @@ class ActNorm(Transform):
 
     def inverse(self, y: Tensor) -> tuple[Tensor, Tensor]:
         return y * torch.exp(self.log_scale) + self.loc, -self._logdet(y)
+
+
+class ClassAffine(Transform):
+    """A conditioned transform: the learned Gaussian of class y on a flat latent (Glow's class-conditional
+    prior, Kingma & Dhariwal 2018, Sec. 5), written as the affine map that standardises it:
+
+        forward(z (B, D), y (B,)) -> (u = (z - loc[y]) * exp(-log_scale[y]),  log|det du/dz| = -sum_j log_scale[y, j])
+        inverse(u (B, D), y (B,)) -> (z = u * exp(log_scale[y]) + loc[y],      log|det dz/du| = +sum_j log_scale[y, j])
+
+    so that log N(u; 0, I) + log|det du/dz| = log N(z; loc[y], diag(exp(2 log_scale[y]))). The context y (class
+    indices, int64) enters both directions the same way. loc and log_scale (K, D) start at zero: the identity,
+    so a trained unconditional flow is where a conditional one starts from (`flow.train --init`).
+    `all_classes(z)` gives log N(z; class k) for every k in one pass, (B, K): what `Flow.classify` uses.
+    """
+
+    kind = "prior"
+
+    def __init__(self, num_classes: int, dim: int):
+        super().__init__()
+        self.loc = nn.Parameter(torch.zeros(num_classes, dim))
+        self.log_scale = nn.Parameter(torch.zeros(num_classes, dim))
+
+    def forward(self, z: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        log_scale = self.log_scale[y]
+        return (z - self.loc[y]) * torch.exp(-log_scale), -log_scale.sum(1)
+
+    def inverse(self, u: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        log_scale = self.log_scale[y]
+        return u * torch.exp(log_scale) + self.loc[y], log_scale.sum(1)
+
+    def all_classes(self, z: Tensor) -> Tensor:
+        """log N(z; loc[k], diag(exp(2 log_scale[k]))) for every class k: flat z (B, D) -> (B, K) nats."""
+        u = (z[:, None, :] - self.loc) * torch.exp(-self.log_scale)  # (B, K, D)
+        return -0.5 * (u.pow(2) + LOG_2PI).sum(2) - self.log_scale.sum(1)
 
 
 class Squeeze(Transform):

@@ -36,9 +36,11 @@ def is_image_model(model: Flow) -> bool:
 
 def draw_latents(model: Flow, seed: int = 0) -> Tensor:
     """The latents of a run's sample pictures, z ~ N(0, T^2 I): 64 digits at T = 0.8 (cleaner strokes),
-    or 4,000 2-D points at T = 1. (N, D) floats on the CPU."""
+    for a conditional model up to 10 per class (a row per class: `viz.samples_picture`), or 4,000 2-D points at
+    T = 1. (N, D) floats on the CPU."""
     if is_image_model(model):
-        return model.latents(64, 0.8, seed)
+        k = model.num_classes
+        return model.latents(k * max(1, min(10, 100 // k)) if k else 64, 0.8, seed)
     return model.latents(4000, 1.0, seed)
 
 

@@ -20,7 +20,9 @@ from flow.config import (  # re-exported: `from flow.model import PRESETS` keeps
 from flow.coupling import NVPBlock, channel_mask, checkerboard_mask, half_mask
 from flow.layers import (
     FACTOR_OUT,
+    LOG_2PI,
     ActNorm,
+    ClassAffine,
     Logit,
     MultiScale,
     Squeeze,
@@ -29,8 +31,6 @@ from flow.layers import (
     dequantize,
 )
 from flow.nets import MLPNet, ResNet
-
-LOG_2PI = math.log(2 * math.pi)
 
 
 def _add_coupling(stages: list[Stage], config: FlowConfig, mask: Tensor, net: nn.Module, mask_kind: str,
@@ -104,6 +104,15 @@ class Flow(nn.Module):
     Base distribution: `prior_log_prob(z)` (its log density, used by `log_prob` and so by the trainer)
     and `latents(n, ...)` (its sampler, used by `sample`). A subclass that overrides both gets its own
     prior everywhere.
+
+    Classes (`config.num_classes` = K >= 2): a class-conditional flow p(x | y). The class y enters once, after
+    the last block: `prior` (a `layers.ClassAffine`) standardises the flow's output by class y's learned mean
+    and scale, and the result is standard normal. Every method that takes `y` (class indices: an int for the
+    whole batch, or an integer tensor (B,), each in 0..K-1) works in those class coordinates: `forward(x, y)`,
+    `encode(x, y)`, `decode(z, y)`, `log_prob(x, y)` = log p(x | y), `sample(n, y=...)`, `trace(x, y)`. Without
+    y, `log_prob` and `bits_per_dim` give the marginal p(x) = sum_y p(x | y) / K; `encode`, `decode`,
+    `forward` and `inverse` stay in the flow's own, class-free coordinates; `sample` draws y uniformly.
+    `classify(x)` is p(y | x) by Bayes' rule with uniform p(y), from one pass through the flow.
     """
 
     def __init__(self, config: FlowConfig):
@@ -114,6 +123,12 @@ class Flow(nn.Module):
         if config.preprocess:
             stages.insert(0, ("logit", Logit()))
         self.transform = MultiScale(tuple(config.shape), stages)
+        self.prior = ClassAffine(config.num_classes, self.dim) if config.num_classes else None
+
+    @property
+    def num_classes(self) -> int:
+        """K for a class-conditional model, 0 for an unconditional one."""
+        return self.config.num_classes
 
     @property
     def names(self) -> list[str]:
@@ -182,6 +197,25 @@ class Flow(nn.Module):
             raise ValueError("the latents contain NaN or infinite values")
         return self._as_dtype(z.to(self.device))
 
+    def _check_classes(self, y: int | Tensor | None, n: int) -> Tensor | None:
+        """Class indices for a batch of n: an int (every example) or integer tensor (n,), in 0..K-1, as int64 on
+        the model's device; None stays None. ValueError/TypeError for an unconditional model or a bad y."""
+        if y is None:
+            return None
+        if not self.num_classes:
+            raise ValueError("this model is unconditional (num_classes 0): call it without a class y")
+        if isinstance(y, bool) or not isinstance(y, (int, Tensor)):
+            raise TypeError(f"y must be a class index (int) or an integer tensor of them, not {type(y).__name__}")
+        y = torch.as_tensor(y)
+        if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+            raise TypeError(f"y must hold class indices (an integer dtype), not {y.dtype}")
+        y = y.expand(n) if y.dim() == 0 else y
+        if y.shape != (n,):
+            raise ValueError(f"y must be one class or one per example, shape ({n},); got {tuple(y.shape)}")
+        if y.numel() and (y.min() < 0 or y.max() >= self.num_classes):
+            raise ValueError(f"classes run from 0 to {self.num_classes - 1}; got {y.min().item()}..{y.max().item()}")
+        return y.to(self.device, torch.long)
+
     # ----- public API ---------------------------------------------------------------------
     @property
     def device(self) -> torch.device:
@@ -225,22 +259,61 @@ class Flow(nn.Module):
             a.initialized.fill_(1)
         return self
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor, y: int | Tensor | None = None) -> tuple[Tensor, Tensor]:
         """x (B, *shape) -> (z (B, D), log|det dz/dx| (B,)). Images: 8-bit pixels (integer dtype,
-        0..255), taken at the bin centres, or a dequantized image u, floats in [0, 1]."""
-        return self.transform(self._as_unit(x))
+        0..255), taken at the bin centres, or a dequantized image u, floats in [0, 1]. With a class y
+        (conditional models), z is in class y's coordinates (the class's `prior` included)."""
+        u = self._as_unit(x)
+        y = self._check_classes(y, u.shape[0])
+        z, logdet = self.transform(u)
+        if y is None:
+            return z, logdet
+        z, prior_logdet = self.prior(z, y)
+        return z, logdet + prior_logdet
 
-    def inverse(self, z: Tensor) -> Tensor:
-        """Flat latents z (B, D), floats -> x (B, *shape): images in [0, 1] or points. Raises ValueError
-        for another shape or NaN/infinite values."""
-        return self.transform.inverse(self._check_latent(z))[0]
+    def inverse(self, z: Tensor, y: int | Tensor | None = None) -> Tensor:
+        """Flat latents z (B, D), floats -> x (B, *shape): images in [0, 1] or points; with a class y, z in
+        class y's coordinates. Raises ValueError for another shape or NaN/infinite values."""
+        z = self._check_latent(z)
+        if (y := self._check_classes(y, z.shape[0])) is not None:
+            z = self.prior.inverse(z, y)[0]
+        return self.transform.inverse(z)[0]
 
-    def log_prob(self, x: Tensor) -> Tensor:
-        """Exact log density in nats per example: log N(z; 0, I) + log|det dz/dx| (paper Eq. 3).
+    def log_prob(self, x: Tensor, y: int | Tensor | None = None) -> Tensor:
+        """Exact log density in nats per example: log N(z; 0, I) + log|det dz/dx| (paper Eq. 3); with a
+        class y, log p(x | y); for a conditional model without y, the marginal
+        log p(x) = logsumexp_k [log p(x | k)] - log K (uniform classes).
         For 8-bit pixels this is the density at the bin centres, one point of each pixel's bin: not
         the probability of the 8-bit image (that is what `bits_per_dim` estimates)."""
-        z, logdet = self(x)
+        if self.num_classes and y is None:
+            return self.marginal(self.class_log_probs(x))
+        z, logdet = self(x, y)
         return self.prior_log_prob(z) + logdet
+
+    def class_log_probs(self, x: Tensor) -> Tensor:
+        """log p(x | y = k) for every class k of a conditional model, (B, K) nats, from one pass through the
+        flow (only the class's Gaussian differs). Inputs as for `log_prob`."""
+        if not self.num_classes:
+            raise ValueError("this model is unconditional (num_classes 0): it has no classes to score")
+        z, logdet = self.transform(self._as_unit(x))
+        return self.prior.all_classes(z) + logdet[:, None]
+
+    def marginal(self, class_log_probs: Tensor) -> Tensor:
+        """The marginal log p(x) = logsumexp_k log p(x | k) - log K (uniform classes) from `class_log_probs`'s
+        (B, K) -> (B,) nats."""
+        return torch.logsumexp(class_log_probs, dim=1) - math.log(self.num_classes)
+
+    def classify(self, x: Tensor, seed: int | None = None) -> Tensor:
+        """p(y | x) for a conditional model by Bayes' rule with uniform p(y): softmax_k log p(x | k), (B, K),
+        each row summing to one. 8-bit images are dequantized as `bits_per_dim` does (noise from `seed`), so
+        `classify` and `class_bits` describe the same u."""
+        x = self.dequantize(x, seed) if self.config.preprocess and is_pixels(x) else x
+        return torch.softmax(self.class_log_probs(x), dim=1)
+
+    def class_bits(self, x: Tensor, seed: int | None = None) -> Tensor:
+        """Bits/dim of x under each class, -log2 p(x | y = k) / D on `bits_per_dim`'s scale: (B, K)."""
+        x = self.dequantize(x, seed) if self.config.preprocess and is_pixels(x) else x
+        return self.bits_from_log_prob(self.class_log_probs(x))
 
     def prior_log_prob(self, z: Tensor) -> Tensor:
         """The base distribution's log density: flat latents (B, D) -> (B,) nats; the standard normal
@@ -248,16 +321,16 @@ class Flow(nn.Module):
         and the trainer use it."""
         return prior_log_prob(z)
 
-    def bits_per_dim(self, x: Tensor, seed: int | None = None) -> Tensor:
+    def bits_per_dim(self, x: Tensor, seed: int | None = None, y: int | Tensor | None = None) -> Tensor:
         """Per-example bits/dim (B,): the one definition every page, the evaluation and the trainer's
         test figure use. 8-bit images (integer dtype, 0..255) are dequantized with one uniform noise
         draw, u = (x + n) / 256 (`layers.dequantize`: from the seed and each image's own pixels, or
         random without a seed), and scored on the [0, 256) pixel scale: (-log p(u) + D log 256) /
         (D log 2), an upper bound on -log2 P(x) / D in expectation (paper Sec. 4.1). Toy points:
-        -log p(x) / (D log 2). Raises TypeError for float images (already dequantized: use
-        `bits_from_log_prob(log_prob(u))`)."""
+        -log p(x) / (D log 2). With a class y, of p(x | y); a conditional model without y, of the marginal.
+        Raises TypeError for float images (already dequantized: use `bits_from_log_prob(log_prob(u))`)."""
         x = self.dequantize(x, seed) if self.config.preprocess else x
-        return self.bits_from_log_prob(self.log_prob(x))
+        return self.bits_from_log_prob(self.log_prob(x, y))
 
     def dequantize(self, x: Tensor, seed: int | None = None) -> Tensor:
         """8-bit images (B, C, H, W) of any integer dtype, 0..255 -> u = (x + n) / 256 in [0, 1) on the
@@ -275,13 +348,15 @@ class Flow(nn.Module):
         offset = self.dim * math.log(256) if self.config.preprocess else 0.0
         return (offset - log_prob) / (self.dim * math.log(2))
 
-    def encode(self, x: Tensor) -> Tensor:
-        """Images (8-bit pixels at their bin centres, or floats in [0, 1]) or points -> flat latents (B, D)."""
-        return self(x)[0]
+    def encode(self, x: Tensor, y: int | Tensor | None = None) -> Tensor:
+        """Images (8-bit pixels at their bin centres, or floats in [0, 1]) or points -> flat latents (B, D);
+        with a class y, in class y's coordinates (what `decode(z, y)` and `sample(y=...)` take)."""
+        return self(x, y)[0]
 
-    def decode(self, z: Tensor) -> Tensor:
-        """Flat latents (B, D) -> images in [0, 1] of shape (B, C, H, W), or points."""
-        return self.inverse(z)
+    def decode(self, z: Tensor, y: int | Tensor | None = None) -> Tensor:
+        """Flat latents (B, D) -> images in [0, 1] of shape (B, C, H, W), or points; with a class y, z is read
+        in class y's coordinates: `decode(encode(x, a), b)` is x's latent drawn as class b."""
+        return self.inverse(z, y)
 
     def latents(self, n: int, temperature: float = 1.0, seed: int | None = None) -> Tensor:
         """The base distribution's sampler: z ~ N(0, T^2 I), (n, D) on the CPU, reproducible from the seed,
@@ -291,26 +366,55 @@ class Flow(nn.Module):
         g = None if seed is None else torch.Generator().manual_seed(seed)
         return torch.randn(n, self.dim, generator=g) * temperature
 
-    def sample(self, n: int, temperature: float = 1.0, seed: int | None = None, *, grad: bool = False) -> Tensor:
+    def sample(self, n: int, temperature: float = 1.0, seed: int | None = None, y: int | Tensor | None = None, *,
+               grad: bool = False) -> Tensor:
         """n samples (n, *shape) on the model's device: images in [0, 1] or points, decoded from
-        z ~ N(0, T^2 I) (`latents`); T < 1 trades diversity for cleaner samples. Runs under
+        z ~ N(0, T^2 I) (`latents`); T < 1 trades diversity for cleaner samples. A conditional model samples
+        class y (an int, or one per sample), or without y classes drawn uniformly (from the seed). Runs under
         torch.no_grad() (the result does not require grad) unless grad=True, for a loss on samples."""
+        z = self.latents(n, temperature, seed)
+        if self.num_classes and y is None:
+            y = self.random_classes(n, seed)
         with torch.set_grad_enabled(grad):
-            return self.decode(self.latents(n, temperature, seed))
+            return self.decode(z, y)
 
-    def trace(self, x: Tensor) -> list[TraceStep]:
+    def random_classes(self, n: int, seed: int | None = None) -> Tensor:
+        """n classes drawn uniformly, p(y) = 1/K (a conditional model's marginal sampler draws y, then x | y),
+        reproducible from the seed (drawn apart from `latents`' stream with the same seed): (n,) int64."""
+        g = None if seed is None else torch.Generator().manual_seed(seed + 1)
+        return torch.randint(self.num_classes, (n,), generator=g)
+
+    def trace(self, x: Tensor, y: int | Tensor | None = None) -> list[TraceStep]:
         """Forward trace x -> z (inputs as for `forward`): the input, then one entry per block in order,
-        the logit first for images; couplings carry their mask, s and t. The last entry's state() is z."""
+        the logit first for images; couplings carry their mask, s and t. The last entry's state() is z. With a
+        class y (conditional models), a last entry "class prior" (kind "prior") standardises z for class y."""
         u = self._as_unit(x)
-        return [TraceStep("input", "data", u, u.new_zeros(u.shape[0]))] + list(self.transform.walk(u, "details"))
+        y = self._check_classes(y, u.shape[0])
+        steps = [TraceStep("input", "data", u, u.new_zeros(u.shape[0]))] + list(self.transform.walk(u, "details"))
+        if y is not None:
+            z, logdet = self.prior(steps[-1].state(), y)
+            *zs, h = self.split_latent(z)
+            steps.append(TraceStep(_prior_name(y), "prior", h, logdet, zs))
+        return steps
 
-    def trace_inverse(self, z: Tensor) -> list[TraceStep]:
+    def trace_inverse(self, z: Tensor, y: int | Tensor | None = None) -> list[TraceStep]:
         """Generative trace z -> x of flat latents (B, D): the latent, then one entry per block in reverse
-        order ("undo ..."), each with the inverse block's own log-det; the last entry's output is x."""
+        order ("undo ..."), each with the inverse block's own log-det; the last entry's output is x. With a
+        class y, z is in class y's coordinates and the first block undone is the class prior."""
         z = self._check_latent(z)
+        y = self._check_classes(y, z.shape[0])
         *zs, h = self.split_latent(z)
-        latent = TraceStep("latent", "data", h, h.new_zeros(h.shape[0]), zs)
-        return [latent] + list(self.transform.walk(z, "inverse"))
+        steps = [TraceStep("latent", "data", h, h.new_zeros(h.shape[0]), zs)]
+        if y is not None:
+            z, logdet = self.prior.inverse(z, y)
+            *zs, h = self.split_latent(z)
+            steps.append(TraceStep(f"undo {_prior_name(y)}", "prior", h, logdet, zs))
+        return steps + list(self.transform.walk(z, "inverse"))
+
+
+def _prior_name(y: Tensor) -> str:
+    """A trace's name for the class prior: "class prior (y=3)" for one class, "class prior" for several."""
+    return f"class prior (y={y[0].item()})" if len(y) and (y == y[0]).all() else "class prior"
 
 
 def is_pixels(x: Tensor) -> bool:

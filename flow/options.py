@@ -138,6 +138,9 @@ OPTIONS: tuple[Option, ...] = (
            choices=("cosine", "linear", "constant"), on_resume=TUNED),
     Option("beta2", float, None, "Adam's second-moment decay; default: the preset's", low=0, above=True, high=0.9999,
            on_resume=TUNED),
+    Option("class_weight", float, 0.0, "class-conditional models: the weight of the classifier's cross-entropy "
+           "-log p(y | x) added to the loss, in the loss's units (0: the density p(x | y) alone)", low=0,
+           on_resume=TUNED),
     Option("warmup", int, 200, "learning-rate warm-up steps", low=0, on_resume=TUNED),
     Option("time_limit", float, None, "stop after this many seconds of training (a resumed run's earlier ones "
            "count)", low=0, above=True, on_resume=CALL),

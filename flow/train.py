@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 
 from flow.config import IMAGE_PRESETS, PRESETS, FlowConfig
 from flow.data import (TOY_SETS, MNISTUnavailable, data_label, default_data, example_shape, fits_data, is_data_file,
-                       load_dataset, read_data)
+                       load_dataset, load_labels, read_data)
 from flow.datafile import DataFileError, sha256_of
 from flow.files import atomic_write
 from flow.options import (LEGACY_RECORD, OPTION, OPTIONS, add_arguments, kept_refusal, new_run_args,
@@ -197,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "(each option above says whether --resume keeps it)")
     p.add_argument("--set", dest="overrides", type=override, action="append", default=[], metavar="FIELD=VALUE",
                    help="override an architecture field of the preset, e.g. --set width=32 (kept by --resume)")
+    p.add_argument("--conditional", action="store_true",
+                   help="a class-conditional flow p(x | y) on the data's labels (MNIST's digits, a data file's y): "
+                        "num_classes is the labels' count (kept by --resume: it is in the checkpoint's config)")
+    p.add_argument("--init", type=Path, default=None, metavar="CHECKPOINT",
+                   help="start from this checkpoint's weights (a model of the same architecture; an unconditional one "
+                        "for a --conditional run, whose class priors then start at the identity)")
     p.add_argument("--device", default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, mps")
     p.add_argument("--bf16", action="store_true",
                    help="bf16 autocast for the s/t networks' convolutions (a CUDA GPU, or a CPU with AVX-512 BF16 "
@@ -297,6 +303,58 @@ def squeeze_problem(config: FlowConfig, label: str) -> str | None:
             f"images, or train a model with fewer squeezes: {helps}")
 
 
+def class_count(spec: str, digit: int | None) -> int:
+    """The number of classes a --conditional run on this data models: the largest label plus one; RunError for
+    data without labels, or one class."""
+    labels = load_labels(spec, "train")
+    if labels is None:
+        raise RunError(f"--conditional trains on the data's classes, and {data_label(spec)} has no labels: use MNIST, "
+                       "or a data file with a y array (.npz: x and y; .pt: a dict with x and y)")
+    if digit is not None:
+        raise RunError("--conditional models every class, and --digit keeps one: leave one of them out")
+    if len(labels) == 0 or labels.min() < 0 or labels.max() < 1:
+        raise RunError(f"{data_label(spec)}'s labels must be classes 0, 1, 2, ... (whole numbers of at least 0, two "
+                       "classes or more)")
+    return int(labels.max()) + 1
+
+
+def load_classes(config: FlowConfig, spec: str, limit_train: int | None, limit_test: int | None,
+                 digit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(training, test) classes of a conditional run's examples, as `load_data` cuts them; RunError if the data has
+    no labels of each split or classes beyond the model's."""
+    train_y, test_y = load_labels(spec, "train"), load_labels(spec, "test")
+    if train_y is None or test_y is None or digit is not None:
+        raise RunError(f"this model is class-conditional, and {data_label(spec)}"
+                       + (" restricted to one digit" if digit is not None else " has no labels for both splits")
+                       + ": train it on labelled data (MNIST, or a file with y)")
+    train_y, test_y = train_y[:limit_train].long(), test_y[:limit_test].long()
+    if max(int(train_y.max()), int(test_y.max())) >= config.num_classes:
+        raise RunError(f"{data_label(spec)} has classes up to {max(int(train_y.max()), int(test_y.max()))}, but the "
+                       f"model has {config.num_classes}: start a new run with --conditional")
+    return train_y, test_y
+
+
+def warm_start(model: Flow, path: Path) -> None:
+    """Loads a checkpoint's weights into a new run's model (`--init`): the same architecture, except that a
+    conditional model may start from an unconditional one (its class priors stay at the identity). RunError if
+    the checkpoint cannot be read or does not fit."""
+    from flow.checkpoint import CheckpointError, load_checkpoint
+
+    try:
+        source = load_checkpoint(path)
+    except CheckpointError as e:
+        raise RunError(f"cannot start from --init: {e}") from e
+    mine = {**model.config.__dict__, "num_classes": 0}
+    theirs = {**source.config.__dict__, "num_classes": 0}
+    if mine != theirs or (source.num_classes and source.num_classes != model.num_classes):
+        differ = sorted(k for k in mine if mine[k] != theirs[k]) or ["num_classes"]
+        raise RunError(f"cannot start from --init {path}: its architecture differs from this run's in "
+                       f"{', '.join(differ)}; pass the same --preset and --set as the model it holds")
+    missing, unexpected = model.load_state_dict(source.state_dict(), strict=False)
+    if unexpected or any(not k.startswith("prior.") for k in missing):
+        raise RunError(f"cannot start from --init {path}: its weights do not fit ({(unexpected + missing)[:3]})")
+
+
 def check_fit(config: FlowConfig, data_name: str, train_x: torch.Tensor) -> None:
     """RunError unless the model takes the data set's examples: shape, and 8-bit pixels for the logit."""
     import torch
@@ -347,7 +405,8 @@ def architecture_changes(config: FlowConfig, preset: str) -> dict[str, object]:
 
 def _log_prob_module(model: Flow) -> torch.nn.Module:
     """The model's own `log_prob` as a module's forward, for DistributedDataParallel to wrap (DDP calls forward);
-    a subclass's base distribution (`prior_log_prob`) is thereby the one trained."""
+    a subclass's base distribution (`prior_log_prob`) is thereby the one trained. With classes y (a conditional
+    model), forward(x, y) gives (log p(x | y), log p(y | x)) from one pass (`Flow.class_log_probs`)."""
     import torch
 
     class LogProb(torch.nn.Module):
@@ -355,16 +414,21 @@ def _log_prob_module(model: Flow) -> torch.nn.Module:
             super().__init__()
             self.flow = flow
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.flow.log_prob(x)
+        def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+            if y is None:
+                return self.flow.log_prob(x)
+            class_log_probs = self.flow.class_log_probs(x).float()
+            return (class_log_probs.gather(1, y[:, None])[:, 0],
+                    torch.log_softmax(class_log_probs, 1).gather(1, y[:, None])[:, 0])
 
     return LogProb(model)
 
 
 def _tensor_batches(x: torch.Tensor, batch_size: int, seed: int, world: int = 1,
-                    index_log: Callable[[torch.Tensor], None] | None = None) -> tuple[Callable[[int, int], Iterator],
-                                                                                       int]:
-    """(epoch_batches(epoch, skip) -> the epoch's full batches of x after the first `skip`, the number of batches
+                    index_log: Callable[[torch.Tensor], None] | None = None,
+                    labels: torch.Tensor | None = None) -> tuple[Callable[[int, int], Iterator], int]:
+    """(epoch_batches(epoch, skip) -> the epoch's full batches (x, their `labels`, None without) after the first
+    `skip`, the number of batches
     of an epoch). Each epoch's order depends only on (seed, epoch), so a run stopped mid-epoch resumes exactly
     where it stopped by skipping the batches it had already trained on. Under DDP a DistributedSampler gives each
     process its share. `index_log(indices)` sees the example indices of each batch."""
@@ -377,12 +441,12 @@ def _tensor_batches(x: torch.Tensor, batch_size: int, seed: int, world: int = 1,
     sampler = DistributedSampler(dataset, seed=seed) if world > 1 else RandomSampler(dataset, generator=g)
     loader = DataLoader(dataset, batch_size=None, sampler=BatchSampler(sampler, batch_size, drop_last=True))
 
-    def epoch_batches(epoch: int, skip: int) -> Iterator[torch.Tensor]:
+    def epoch_batches(epoch: int, skip: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
         sampler.set_epoch(epoch) if world > 1 else g.manual_seed(seed + epoch)
         for batch, indices in itertools.islice(loader, skip, None):
             if index_log:
                 index_log(indices)
-            yield batch
+            yield batch, None if labels is None else labels[indices]
 
     return epoch_batches, len(loader)
 
@@ -393,7 +457,7 @@ class Progress:
     def __init__(self, step: int, epoch: int, steps_per_epoch: int | None, seconds: float):
         self.step, self.epoch, self.batches, self.steps_per_epoch = step, epoch, 0, steps_per_epoch
         self.seconds = seconds  # training seconds, a resumed run's earlier ones included
-        self.ended, self.completed, self.test_bpd = "finished", epoch, None
+        self.ended, self.completed, self.test_bpd, self.test_accuracy = "finished", epoch, None, None
 
     @property
     def epochs(self) -> float:
@@ -405,6 +469,7 @@ def _train_loop(model: Flow, optimizer: torch.optim.Optimizer, epoch_batches: Ca
                 test: torch.Tensor | None, stopper: Stopper, *, epochs: int, lr: float, steps_per_epoch: int | None,
                 seed: int, schedule: str, warmup: int, grad_clip: float, bf16: bool, max_steps: int | None,
                 time_limit: float | None, device: torch.device, net: torch.nn.Module | None = None,
+                test_labels: torch.Tensor | None = None, class_weight: float = 0.0,
                 start_epoch: int = 0, step: int = 0, elapsed_before: float = 0.0, rank: int = 0, world: int = 1,
                 progress: bool = True, on_step: Callable[[Progress, float, float], None] | None = None,
                 on_epoch: Callable[[Progress, float, float], None] | None = None) -> tuple[list[dict], Progress]:
@@ -416,13 +481,18 @@ def _train_loop(model: Flow, optimizer: torch.optim.Optimizer, epoch_batches: Ca
     process's). `on_step(at, loss_sum, n)` after each step (sums over processes), `on_epoch(at, images, seconds)`
     after each epoch. Returns (history: one dict per epoch, with epoch, step, train_bpd, test_bpd and seconds;
     where it ended). Raises Diverged for a loss, weights or test bits/dim that are not finite (or above
-    flow.checkpoint.MAX_TEST_BPD)."""
+    flow.checkpoint.MAX_TEST_BPD).
+
+    Batches come as (examples, classes or None). With classes (a conditional model) the loss is the bits/dim of
+    log p(x | y) plus `class_weight` times the cross-entropy -log p(y | x) in the same units (nats per example
+    over D log 2): 0 trains the density alone. The test bits/dim are then the marginal's, and with `test_labels`
+    the history also holds test_accuracy (`Flow.classify`)."""
     import torch
     from tqdm import tqdm
 
     from flow import distributed as dd
     from flow.checkpoint import model_problem
-    from flow.evaluate import evaluate_bpd
+    from flow.evaluate import evaluate_bpd, evaluate_classes
     from flow.layers import dequantize
 
     net = net or _log_prob_module(model)
@@ -440,7 +510,7 @@ def _train_loop(model: Flow, optimizer: torch.optim.Optimizer, epoch_batches: Ca
         bar = tqdm(epoch_batches(epoch, at.batches), desc=f"epoch {epoch + 1}/{epochs}", total=steps_per_epoch,
                    initial=at.batches, disable=rank != 0 or not progress, dynamic_ncols=True)
         epoch_loss, epoch_images, epoch_t, broke = 0.0, 0, time.time(), False
-        for batch in bar:
+        for batch, y in bar:
             batch = batch.to(device, non_blocking=True)
             # how far the schedule has come: by steps (by epochs for a loader of unknown length), or by time
             done = at.step / total_steps if per_run or max_steps else epoch / epochs
@@ -449,10 +519,14 @@ def _train_loop(model: Flow, optimizer: torch.optim.Optimizer, epoch_batches: Ca
                 group["lr"] = lr * lr_factor(done, at.step, warmup, schedule)
             x = dequantize(batch, "uniform") if model.config.preprocess else batch
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):  # the s/t nets' convolutions
-                log_prob = net(x)
-            loss = model.bits_from_log_prob(log_prob.float()).mean()
+                log_prob = net(x) if y is None else net(x, y.to(device))
+            if y is None:
+                loss = objective = model.bits_from_log_prob(log_prob.float()).mean()
+            else:  # the density's bits/dim (what is reported) and the weighted cross-entropy in its units
+                loss = model.bits_from_log_prob(log_prob[0]).mean()
+                objective = loss - class_weight * log_prob[1].mean() / (model.dim * math.log(2))
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             if grad_clip:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
             loss_sum, n_sum, stop_votes, clock = dd.all_sum(
@@ -473,9 +547,15 @@ def _train_loop(model: Flow, optimizer: torch.optim.Optimizer, epoch_batches: Ca
                 break
         bar.close()
         train_time = time.time() - epoch_t
-        total, n = evaluate_bpd(model, test, seed=seed, rank=rank, world=world) if test is not None else (0.0, 0)
-        total, n, stop_votes = dd.all_sum([total, n, float(stopper.requested)], device)
+        if test is None:
+            total, right, n = 0.0, 0.0, 0
+        elif test_labels is not None:
+            total, right, n = evaluate_classes(model, test, test_labels, seed=seed, rank=rank, world=world)
+        else:
+            (total, n), right = evaluate_bpd(model, test, seed=seed, rank=rank, world=world), 0.0
+        total, right, n, stop_votes = dd.all_sum([total, right, n, float(stopper.requested)], device)
         at.test_bpd = total / n if n else None
+        at.test_accuracy = right / n if n and test_labels is not None else None
         if problem := model_problem(model.state_dict().values(), at.test_bpd):  # never saved as a good checkpoint
             raise Diverged(f"the model's {problem}", at.step, lr, at.step == first_step, epoch)
         if stop_votes and at.step < total_steps:
@@ -484,6 +564,7 @@ def _train_loop(model: Flow, optimizer: torch.optim.Optimizer, epoch_batches: Ca
         at.completed = epoch + 1 if full else epoch
         history.append({"epoch": at.completed if full else round(at.epochs, 4), "step": at.step,
                         "train_bpd": epoch_loss / epoch_images if epoch_images else None, "test_bpd": at.test_bpd,
+                        **({} if at.test_accuracy is None else {"test_accuracy": at.test_accuracy}),
                         "seconds": round(train_time, 3)})
         if on_epoch:
             on_epoch(at, epoch_images, train_time)
@@ -520,8 +601,22 @@ def _examples(model: Flow, x: torch.Tensor, what: str) -> torch.Tensor:
     return x
 
 
+def _classes(model: Flow, y: object, n: int, what: str) -> torch.Tensor:
+    """`fit`'s class labels checked against the model: n integers in 0..K-1, as int64 on the CPU."""
+    import torch
+
+    if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.dtype == torch.bool or y.shape != (n,):
+        got = f"{y.dtype} of shape {tuple(y.shape)}" if isinstance(y, torch.Tensor) else type(y).__name__
+        raise TypeError(f"{what} must be an integer tensor of shape ({n},), one class per example; got {got}")
+    if n and (y.min() < 0 or y.max() >= model.num_classes):
+        raise ValueError(f"{what} holds classes {y.min().item()}..{y.max().item()}, but the model's run from 0 to "
+                         f"{model.num_classes - 1}: build it with FlowConfig(num_classes={y.max().item() + 1})")
+    return y.long().cpu()
+
+
 def fit(model: Flow, data: torch.Tensor | DataLoader, *, test: torch.Tensor | None = None, epochs: int, lr: float,
-        batch_size: int | None = None, seed: int = 0, beta2: float = 0.999, weight_decay: float = 0.0,
+        batch_size: int | None = None, labels: torch.Tensor | None = None, test_labels: torch.Tensor | None = None,
+        class_weight: float = 0.0, seed: int = 0, beta2: float = 0.999, weight_decay: float = 0.0,
         grad_clip: float = 100.0, schedule: str = "cosine", warmup: int = 200, max_steps: int | None = None,
         time_limit: float | None = None, bf16: bool = False, progress: bool = True) -> list[dict]:
     """Train `model` (a `Flow`, or a subclass: its own `log_prob` and base distribution are trained) on `data` with
@@ -538,6 +633,11 @@ def fit(model: Flow, data: torch.Tensor | DataLoader, *, test: torch.Tensor | No
     from torch's global generator (seed it with torch.manual_seed). A model whose ActNorm has not started yet sets
     it from the first training batch. Trains on the model's device; a tqdm bar unless `progress` is false.
 
+    A class-conditional model (`FlowConfig.num_classes`) trains on p(x | y): `labels` (N,) gives each example's
+    class (a DataLoader's batches are then (x, y) pairs), `class_weight` adds that many times the cross-entropy of
+    `Flow.classify` to the loss (in the loss's units, nats per example; 0: the density alone), and with
+    `test_labels` each epoch's dict also holds test_accuracy. test_bpd is then the marginal's.
+
     Ctrl-C (SIGINT) or SIGTERM stops after the current step and returns the history so far; the signal handlers
     are those found before, afterwards. Raises TypeError or ValueError for data or settings that cannot train
     (wrong shape or dtype, a batch larger than the data, ...), and `Diverged` when the loss or the weights stop
@@ -550,7 +650,10 @@ def fit(model: Flow, data: torch.Tensor | DataLoader, *, test: torch.Tensor | No
                         ("max_steps", max_steps), ("time_limit", time_limit)):
         if problem := OPTION[name].problem(value):
             raise ValueError(problem)
+    if problem := OPTION["class_weight"].problem(class_weight):
+        raise ValueError(problem)
     device = next(model.parameters()).device
+    conditional = bool(model.num_classes)
     if isinstance(data, DataLoader):
         loader = data
         try:
@@ -558,24 +661,38 @@ def fit(model: Flow, data: torch.Tensor | DataLoader, *, test: torch.Tensor | No
         except TypeError:  # an iterable dataset: its length is unknown
             steps_per_epoch = None
 
-        def epoch_batches(epoch: int, skip: int) -> Iterator[torch.Tensor]:
+        def epoch_batches(epoch: int, skip: int) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
             for item in loader:
-                yield _examples(model, item[0] if isinstance(item, (tuple, list)) else item, "a DataLoader's batch")
+                pair = isinstance(item, (tuple, list))
+                if conditional and not (pair and len(item) >= 2):
+                    raise ValueError("a conditional model trains on (x, y) batches: the DataLoader must give each "
+                                     "batch's classes too")
+                x = _examples(model, item[0] if pair else item, "a DataLoader's batch")
+                yield x, _classes(model, item[1], len(x), "a DataLoader batch's y") if conditional else None
     else:
         x = _examples(model, data, "data")
+        if conditional != (labels is not None):
+            raise ValueError("a conditional model trains with labels=: each example's class" if conditional else
+                             "labels are for a conditional model (FlowConfig(num_classes=K)); this one has none")
+        labels = None if labels is None else _classes(model, labels, len(x), "labels")
         if batch_size is None or (problem := OPTION["batch_size"].problem(batch_size)):
             raise ValueError(problem if batch_size is not None else "fit on a tensor needs a batch_size")
         if problem := batch_problem(batch_size, len(x)):
             raise ValueError(problem)
-        epoch_batches, steps_per_epoch = _tensor_batches(x, batch_size, seed)
+        epoch_batches, steps_per_epoch = _tensor_batches(x, batch_size, seed, labels=labels)
     test = None if test is None else _examples(model, test, "test")
+    if test_labels is not None:
+        if test is None or not conditional:
+            raise ValueError("test_labels go with test= and a conditional model")
+        test_labels = _classes(model, test_labels, len(test), "test_labels")
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, beta2), weight_decay=weight_decay,
                                  foreach=True)
     with Stopper() as stopper:
         history, at = _train_loop(model, optimizer, epoch_batches, test, stopper, epochs=epochs, lr=lr,
                                   steps_per_epoch=steps_per_epoch, seed=seed, schedule=schedule, warmup=warmup,
                                   grad_clip=grad_clip, bf16=bf16, max_steps=max_steps, time_limit=time_limit,
-                                  device=device, progress=progress)
+                                  device=device, progress=progress, test_labels=test_labels,
+                                  class_weight=class_weight)
     if at.ended == "stopped":
         print(f"stopped after step {at.step} (a stop was asked for)", file=sys.stderr)
     return history
@@ -608,6 +725,9 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
         preset, data_name, elapsed_before = meta["preset"], meta["data"], meta.get("train_seconds", 0.0)
         if start_epoch >= args.epochs:
             raise RunError(f"the run has already trained {start_epoch} epochs; pass --epochs above that")
+        if args.init is not None or (args.conditional and not config.num_classes):
+            flag = "--init" if args.init is not None else "--conditional"
+            raise RunError(f"{flag} starts a new run; --resume continues this one as it was started: leave {flag} out")
         if isinstance(recorded := meta.get("data_file"), dict) and is_data_file(data_name):
             try:
                 now = sha256_of(data_name)
@@ -634,6 +754,8 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
             raise RunError(unfit_data(preset, data_name))
         # a file's examples give the model its shape (a preset's is MNIST's or 2-D)
         shape = {"shape": example_shape(data_name)} if is_data_file(data_name) else {}
+        if args.conditional:  # as many classes as the labels have
+            shape["num_classes"] = class_count(data_name, args.digit)
         try:
             config = FlowConfig.from_dict({**PRESETS[preset].config.__dict__, **shape, **dict(args.overrides)})
         except (ValueError, TypeError) as e:
@@ -644,6 +766,8 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
             model = build_model(config).to(device)
         except ValueError as e:
             raise RunError(f"the model cannot be built: {e}") from e
+        if args.init is not None:
+            warm_start(model, args.init)
         start_epoch, step, elapsed_before = 0, 0, 0.0
     tuned = PRESETS.get(preset)  # the preset's settings are the defaults
     batch_size = args.batch_size or tuned.batch_size
@@ -654,6 +778,8 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
     digit = args.digit
     train_x, test_x = load_data(data_name, args.limit_train, args.limit_test, digit)
     check_fit(config, data_name, train_x)
+    train_y, test_y = (None, None) if not config.num_classes else load_classes(config, data_name, args.limit_train,
+                                                                                args.limit_test, digit)
     per_process = math.ceil(len(train_x) / world)  # DistributedSampler pads every rank's share to this
     if problem := batch_problem(batch_size, per_process):
         raise RunError(problem if world == 1 else f"per process (each of {world} trains on {per_process}): {problem}")
@@ -689,7 +815,7 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
             f.write(" ".join(map(str, indices.tolist())) + "\n")
 
     epoch_batches, steps_per_epoch = _tensor_batches(train_x, batch_size, args.seed, world,
-                                                     index_log if args.index_log else None)
+                                                     index_log if args.index_log else None, train_y)
     total_steps = min(args.max_steps or 10**12, steps_per_epoch * args.epochs)
     snapshot_every = default_snapshot_every(args.snapshot_every, model, total_steps)
     with run.writing():
@@ -714,6 +840,8 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
             "hardware": dd.describe(device), "options": options}
     if is_data_file(data_name):  # the file's name, SHA-256, shapes and split (flow.datafile)
         meta["data_file"] = read_data(data_name).record
+    if args.init is not None or "init" in previous:  # where the weights started
+        meta["init"] = previous.get("init") or str(args.init.expanduser().absolute())
     window = {"bpd": 0.0, "n": 0, "t": time.time()}  # the metrics line's average since the last one
 
     def on_step(at: Progress, loss_sum: float, n_sum: float) -> None:
@@ -729,16 +857,18 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
             window.update(bpd=0.0, n=0, t=now)
 
     def on_epoch(at: Progress, images: int, seconds: float) -> None:
+        accuracy = {} if at.test_accuracy is None else {"test_accuracy": at.test_accuracy}
         run.log({"kind": "epoch", "step": at.step, "epoch": at.epochs, "train_bpd": None, "test_bpd": at.test_bpd,
-                 "images_per_s": images / seconds, "wall_time": round(at.seconds, 2)})
+                 **accuracy, "images_per_s": images / seconds, "wall_time": round(at.seconds, 2)})
         run.save_samples(model, sample_z, f"epoch_{at.epoch + 1:03d}", at.step, at.epochs)
         run.save(model, optimizer, {**meta, "epoch": at.completed, "step": at.step, "test_bpd": at.test_bpd,
-                                    "train_seconds": round(at.seconds, 1)})
+                                    **accuracy, "train_seconds": round(at.seconds, 1)})
         dd.barrier()
         if rank == 0:
             from tqdm import tqdm
 
-            tqdm.write(json.dumps({"epoch": at.epoch + 1, "step": at.step, "test_bpd": round(at.test_bpd, 4)}))
+            tqdm.write(json.dumps({"epoch": at.epoch + 1, "step": at.step, "test_bpd": round(at.test_bpd, 4),
+                                   **{k: round(v, 4) for k, v in accuracy.items()}}))
 
     if snapshot_every and step == 0:  # the starting point of the replay: the data-initialised identity
         run.snapshot(model, sample_z, step, 0.0)
@@ -747,6 +877,7 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
                             steps_per_epoch=steps_per_epoch, seed=args.seed, schedule=args.schedule,
                             warmup=args.warmup, grad_clip=args.grad_clip, bf16=args.bf16, max_steps=args.max_steps,
                             time_limit=args.time_limit, device=device, net=net, start_epoch=start_epoch, step=step,
+                            test_labels=test_y, class_weight=args.class_weight,
                             elapsed_before=elapsed_before, rank=rank, world=world, on_step=on_step, on_epoch=on_epoch)
     except Diverged as e:
         if e.before_update:  # no update in this process yet: the learning rate played no part

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from flow.checkpoint import CheckpointError, load_checkpoint
+from flow.classes import class_rows
 from flow.model import Flow
 from flow.run_protocol import EXIT_REFUSED
 
@@ -75,12 +76,17 @@ def scatter_image(points: Tensor, size: int = 256, extent: float = 4.0) -> PILIm
 
 def samples_picture(model, z: Tensor, scale: int = 1) -> PILImage.Image:
     """The model's samples from latents z (N, D): a grid of digits (upscaled by `scale`), or a scatter of
-    2-D points."""
+    2-D points. A conditional model draws one row per class, N / K latents each (`classes.class_rows`)."""
+    k, per_row = model.num_classes, int(np.ceil(np.sqrt(len(z))))
+    y = None
+    if k and len(z) % k == 0:
+        per_row = len(z) // k
+        y = class_rows(k, per_row)
     with torch.no_grad():
-        x = model.decode(z)
+        x = model.decode(z, y)
     if len(model.config.shape) == 1:
         return scatter_image(x)
-    return image_grid(x, nrow=int(np.ceil(np.sqrt(len(z)))), scale=scale)
+    return image_grid(x, nrow=per_row, scale=scale)
 
 
 def model_label(model: Flow) -> str:

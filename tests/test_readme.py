@@ -17,10 +17,11 @@ def library_blocks() -> list[str]:
     return re.findall(r"```python\n(.*?)```", section, re.S)
 
 
-def test_the_section_has_the_three_examples():
+def test_the_section_has_the_four_examples():
     blocks = library_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     assert "flow.fit(" in blocks[0] and "images_from_folder(" in blocks[1] and "flow.pretrained(" in blocks[2]
+    assert "num_classes=2" in blocks[3] and "classify(" in blocks[3]
 
 
 @pytest.fixture
@@ -37,7 +38,7 @@ def scratch(tmp_path, monkeypatch):
 
 
 @pytest.mark.integration  # trains for a few seconds in all: 10 epochs of 5-D points, two steps on 32x32 images
-@pytest.mark.parametrize("index", range(3), ids=["own-points", "image-folder", "pretrained"])
+@pytest.mark.parametrize("index", range(4), ids=["own-points", "image-folder", "pretrained", "classes"])
 def test_each_python_block_runs(index, scratch, capsys):
     exec(compile(library_blocks()[index], f"README.md python block {index + 1}", "exec"), {"__name__": "readme"})
     printed = capsys.readouterr().out.split()
@@ -45,5 +46,7 @@ def test_each_python_block_runs(index, scratch, capsys):
         assert (scratch / "points.safetensors").is_file() and 0 < float(printed[-1]) < 10
     elif index == 1:
         assert (scratch / "my_images.safetensors").is_file()
-    else:
+    elif index == 2:
         assert float(printed[0]) == pytest.approx(1.298, abs=5e-4)  # the figure the README's comment gives
+    else:
+        assert float(printed[-1]) > 0.9  # a point at the centre of class 0 is classified as class 0

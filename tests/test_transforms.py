@@ -11,7 +11,7 @@ import torch
 from torch.autograd.functional import jacobian
 
 from flow.coupling import NVPBlock, channel_mask, checkerboard_mask, half_mask
-from flow.layers import FACTOR_OUT, ActNorm, Logit, MultiScale, Squeeze, Transform
+from flow.layers import FACTOR_OUT, ActNorm, ClassAffine, Logit, MultiScale, Squeeze, Transform
 from flow.model import PRESETS, build_model
 from flow.nets import MLPNet, ResNet
 from tests.helpers import randomize
@@ -51,6 +51,44 @@ def flow(preset: str) -> Callable[[], tuple[Transform, torch.Tensor]]:
     return make
 
 
+class Given(Transform):
+    """A conditioned transform with its context bound: forward(x) = t(x, y), inverse(v) = t.inverse(v, y). The
+    contract is the same for every context; the cases give three examples three different classes."""
+
+    def __init__(self, transform: Transform, y: torch.Tensor):
+        super().__init__()
+        self.transform, self.y = transform, y
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform(x, self.y)
+
+    def inverse(self, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.transform.inverse(v, self.y)
+
+
+class ConditionalFlow(Transform):
+    """A class-conditional model's whole map for classes y, as `Flow.forward(x, y)` computes it (the blocks, then
+    class y's prior), with the inverse that `Flow.decode(z, y)` takes, its log-det included."""
+
+    def __init__(self, model, y: torch.Tensor):
+        super().__init__()
+        self.model, self.y = model, y
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.model(x, self.y)
+
+    def inverse(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h, prior_logdet = self.model.prior.inverse(z, self.y)
+        x, logdet = self.model.transform.inverse(h)
+        assert torch.equal(x, self.model.decode(z, self.y))
+        return x, logdet + prior_logdet
+
+
+def conditional_flow() -> tuple[Transform, torch.Tensor]:
+    model = randomize(build_model("realnvp", num_classes=3, **SMALL["realnvp"]), 0.1)
+    return ConditionalFlow(model, torch.tensor([0, 1, 2])), pixels(3, 1, 8, 8)
+
+
 CASES: dict[str, Callable[[], tuple[Transform, torch.Tensor]]] = {
     "coupling half mlp": lambda: (NVPBlock(half_mask(6, 0), MLPNet(6, [16, 16]), "half", (6,)), torch.randn(2, 6)),
     "coupling half swapped": lambda: (NVPBlock(half_mask(6, 1), MLPNet(6, [16]), "half", (6,)), torch.randn(2, 6)),
@@ -70,6 +108,9 @@ CASES: dict[str, Callable[[], tuple[Transform, torch.Tensor]]] = {
     "logit": lambda: (Logit(), pixels(2, 1, 4, 4)),
     "multiscale": lambda: (multiscale(), torch.randn(2, 2, 4, 4)),
     **{f"flow {preset}": flow(preset) for preset in PRESETS},
+    # conditioned transforms: three examples of three classes, each class's parameters in play
+    "class prior": lambda: (Given(ClassAffine(3, 6), torch.tensor([0, 1, 2])), torch.randn(3, 6)),
+    "flow realnvp given classes": conditional_flow,
 }
 
 
@@ -81,11 +122,15 @@ def case(request) -> tuple[Transform, torch.Tensor]:
 
 
 def autograd_logdets(fn: Callable, x: torch.Tensor) -> torch.Tensor:
-    """(B,): log|det| of the full Jacobian of fn at each example of x, column by column."""
-    def one(example: torch.Tensor) -> torch.Tensor:
-        jac = jacobian(lambda v: fn(v.view_as(example))[0].flatten(), example.flatten(), vectorize=True)
-        return torch.linalg.slogdet(jac)[1]
-    return torch.stack([one(x[i:i + 1]) for i in range(len(x))])
+    """(B,): log|det| of each example's block of the Jacobian of fn at the whole batch x (examples are independent
+    in eval mode, so the batch's Jacobian is block-diagonal; a conditioned transform sees its context's classes)."""
+    jac = jacobian(lambda v: fn(v.view_as(x))[0].flatten(), x.flatten(), vectorize=True)
+    n, d_out, d_in = len(x), jac.shape[0] // len(x), x[0].numel()
+    across = jac.view(n, d_out, n, d_in).clone()
+    across[range(n), :, range(n)] = 0
+    assert across.abs().max() == 0, "an example's output depends on another example"
+    return torch.stack([torch.linalg.slogdet(jac[i * d_out:(i + 1) * d_out, i * d_in:(i + 1) * d_in])[1]
+                        for i in range(n)])
 
 
 def test_every_preset_has_a_small_size():

@@ -18,6 +18,7 @@ from ui.url_state import BIND, NOT_IN_LINK
 SOURCES = ("Test digit", "Draw", "Upload")
 CANVAS_SIDE = 196  # 7x the 28-pixel digit: room to draw, a brush that ends up MNIST-thick
 CLASS_WIDTH, INDEX_WIDTH, PREVIEW_WIDTH = 80, 130, 48  # px (over 120 a number input keeps its +/-)
+_LABEL = "_{}_label"  # session state: the label of the test example a picker shows (`picked_label`)
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
@@ -70,12 +71,19 @@ def _test_example(key: str, default_class: str, default_index: int, spec: str,
                help="A random test example of this class")  # icon only: a word would not fit two pickers abreast
     n = int(chosen[i])
     example = images[n:n + 1].clone()
+    st.session_state[_LABEL.format(key)] = None if labels is None else int(labels[n])
     _preview(row, example)
     if spec == "mnist":
         label = int(labels[n])
         return example, f"MNIST test image #{n} ({'an' if label == 8 else 'a'} {label})"
     return example, (f"{data_label(spec)} test example #{n}" + (f" (class {int(labels[n])})" if labels is not None
                                                                   else ""))
+
+
+def picked_label(key: str) -> int | None:
+    """The class of the test example the picker under `key` shows (None for a drawing, an upload, or data without
+    labels)."""
+    return st.session_state.get(_LABEL.format(key)) if source_of(key) == SOURCES[0] else None
 
 
 def _preview(container, digit: Tensor) -> None:
