@@ -232,12 +232,13 @@ if entry.kind == "images":
                                 help="The model was trained on pixels plus uniform noise: that is what it "
                                      "turns into Gaussian noise. Without the noise, at the bin centres, it "
                                      "gives a much shorter, non-Gaussian code.") == TRACE_MODES[0]
+        if model.num_classes:  # a conditional model traces a digit as one class: beside the seed, not below it
+            seed_box = settings.container(horizontal=True, vertical_alignment="bottom", gap="small")
+            as_class = seed_box.selectbox("Trace as class", [OWN_CLASS, *range(model.num_classes)], key="trace_class",
+                                          bind=BIND, width=120, help="A class-conditional model's last block is the "
+                                          "Gaussian of one class. By default the digit's own: its label, or for a "
+                                          "drawing the flow's answer.")
         noise_seed = noise_seed_input("explorer_noise_seed", seed_box)
-        if model.num_classes:  # a conditional model traces a digit as one class
-            as_class = settings.selectbox("Trace as class", [OWN_CLASS, *range(model.num_classes)], key="trace_class",
-                                          bind=BIND, help="A class-conditional model's last block is the Gaussian of "
-                                          "one class. By default the digit's own: its label, or for a drawing the "
-                                          "flow's answer.")
     if digit is None:
         st.stop()
     seed = noise_seed if with_noise else None
@@ -351,7 +352,7 @@ if entry.kind == "images":
         film, shown = plots.filmstrip(back)
         # about 84 px a picture, at most the page's width: on a projector across the room, not 45 of 18 px
         st.container(key="filmstrip").image(
-            film, width=84 * len(shown), caption=f"Steps {', '.join(map(str, shown))} of the {len(back)}, from the "
+            film, width=min(84 * len(shown), 756), caption=f"Steps {', '.join(map(str, shown))} of the {len(back)}, from the "
             "latent (left) to the picture (right), each stretched to its own grey range; the animation below steps "
             "through every one.")
         text, pic = st.columns([2, 3])

@@ -98,8 +98,8 @@ if view == VIEWS[0]:
                                 "5 %": r["p5"], "95 %": r["p95"], "beat the median test digit": r["share_below_test_median"],
                                 **surely.get(kind, {})}
                                for kind, r in rows.items()]),
-                 hide_index=True, column_config={
-                     **{c: st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1)
+                 hide_index=True, column_config={  # narrow bars: seven columns fit a 1280-pixel projector
+                     **{c: st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1, width="small")
                         for c in ("beat the median test digit", "sure of a class")},
                      **{c: st.column_config.NumberColumn(format="%.2f") for c in ("median bits/dim", "5 %", "95 %")}})
     if certain:

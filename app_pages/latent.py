@@ -261,6 +261,9 @@ def samples(shown: bool) -> None:
         st.caption(f"Mean {bits.mean():.3f} bits/dim (hover a sample for its own){test}.")
         st.caption(say("Samples decode z ~ N(0, T² I). Temperature T < 1 draws latents nearer the centre: "
                        "cleaner, more typical digits, less variety. At T = 0 every sample is the decoded zero latent."))
+        if wanted == EVERY_CLASS:
+            st.caption(f"Rows: classes 0 (top) to {model.num_classes - 1} (bottom); each column decodes one z as "
+                       "every class.")
         if model.num_classes:
             st.caption("The bits/dim are of the marginal density, the mixture of every class: the number every "
                        "page shows for a digit. Asked for one class, the flow decodes the same kind of Gaussian "

@@ -95,7 +95,8 @@ class ClassVerdict:
                     f"densities differ by only {gap:.4f} bits per pixel.")
         top = torch.argsort(p, descending=True)[:3].tolist()
         return ("No class stands out: " + ", ".join(f"{k} (p = {p[k]:.2f})" for k in top)
-                + ". The classes' densities are close, and none of them fits this input well.")
+                + f". Under those classes the {name} costs nearly the same bits per pixel, so the flow cannot say "
+                  "which it is.")
 
 
 def which_class(model: Flow, x: Tensor, seed: int = 0) -> ClassVerdict:

@@ -18,7 +18,7 @@ from flow.classes import (ClassVerdict, carry_handwriting, nearest_neighbour_vot
 from flow.data import load_dataset, load_labels
 from flow.files import ROOT
 from flow.model import build_model
-from flow.train import fit
+from flow.train import PRIOR_LR_SCALE, adam, fit
 from tests.helpers import ENV, metrics, randomize, train
 
 SHIPPED = ROOT / "checkpoints" / "realnvp-res1-w64-mnist.safetensors"
@@ -228,3 +228,20 @@ def test_the_lab_measures_how_sure_the_flow_is(model):
     assert lab.certainty(model, x, 1) == pytest.approx(model.classify(x, 1).max(1).values.detach().numpy(), abs=1e-6)
     sweep = lab.by_temperature(model, 3, 0, temperatures=(0.0, 1.0), y=2)
     assert torch.allclose(sweep[1.0][0], model.decode(model.latents(3, 1.0, 0), 2).detach(), atol=1e-5)
+
+
+def test_the_class_priors_learn_at_their_own_rate():
+    """Adam moves a parameter by about lr a step at most: 10 steps at 1e-3 move the flow's weights by 0.01 or less,
+    and the class priors PRIOR_LR_SCALE times as far."""
+    torch.manual_seed(0)
+    model = build_model("toy-2d", num_classes=2, hidden=(8,)).skip_data_init()  # no jump from ActNorm's start
+    optimizer = adam(model, 1e-3, 0.999, 0.0)
+    assert [g.get("lr_scale", 1.0) for g in optimizer.param_groups] == [1.0, PRIOR_LR_SCALE]
+    assert {id(p) for p in optimizer.param_groups[1]["params"]} == {id(p) for p in model.prior.parameters()}
+    points, labels = torch.randn(640, 2), torch.arange(640) % 2
+    points[labels == 1] += 3.0
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, points, labels=labels, epochs=1, batch_size=64, lr=1e-3, warmup=0, schedule="constant", progress=False)
+    moved = {k: (v - before[k]).abs().max().item() for k, v in model.state_dict().items() if v.is_floating_point()}
+    assert max(v for k, v in moved.items() if not k.startswith("prior.")) <= 0.0105
+    assert moved["prior.loc"] > 0.05

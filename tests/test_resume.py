@@ -14,11 +14,11 @@ from tests.helpers import metrics, train, wait_for
 # every option away from its default, so that one falling back to its default shows
 STARTED = {"--preset": "toy-2d", "--data": "moons", "--limit-train": "64", "--limit-test": "64", "--batch-size": "32",
            "--seed": "5", "--warmup": "7", "--schedule": "linear", "--weight-decay": "0.0001", "--grad-clip": "5.0",
-           "--log-every": "1", "--snapshot-every": "3", "--lr": "0.002", "--beta2": "0.99"}
+           "--log-every": "1", "--snapshot-every": "3", "--lr": "0.002", "--beta2": "0.99", "--class-weight": "0.5"}
 ARGS = [part for item in STARTED.items() for part in item]
 RECORD = {"preset": "toy-2d", "data": "moons", "limit_train": 64, "limit_test": 64, "batch_size": 32, "seed": 5,
           "warmup": 7, "schedule": "linear", "weight_decay": 1e-4, "grad_clip": 5.0, "log_every": 1,
-          "snapshot_every": 3, "lr": 2e-3, "beta2": 0.99, "digit": None}
+          "snapshot_every": 3, "lr": 2e-3, "beta2": 0.99, "digit": None, "class_weight": 0.5}
 
 
 @pytest.fixture(scope="module")

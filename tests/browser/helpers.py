@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from pathlib import Path
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -72,3 +73,75 @@ def own_addresses() -> list[str]:
     except OSError:
         pass
     return sorted(a for a in found if not a.startswith("127."))
+
+
+class ForwardingProxy:
+    """A reverse proxy on this machine's loopback, as one in front of the app would be: it passes every byte between
+    the browser and the server at `target` (a URL) and adds `X-Forwarded-For: <forwarded_for>` to the head of every
+    request it sees, the WebSocket's handshake included (after that, the connection is a plain byte stream).
+    Chromium 150 no longer adds a context's extra HTTP headers to WebSocket handshakes, so the header must come from
+    a proxy, as it does in a real deployment. A context manager; `url` is where the browser goes instead."""
+
+    def __init__(self, target: str, forwarded_for: str):
+        host, _, port = target.split("//", 1)[1].rstrip("/").rpartition(":")
+        self.target, self.header = (host, int(port)), f"X-Forwarded-For: {forwarded_for}\r\n".encode()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+
+    def __enter__(self) -> ForwardingProxy:
+        threading.Thread(target=self._accept, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            upstream = socket.create_connection(self.target)
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+            threading.Thread(target=self._requests, args=(client, upstream), daemon=True).start()
+
+    @staticmethod
+    def _pipe(source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (source, sink):
+                s.close()
+
+    def _requests(self, client: socket.socket, upstream: socket.socket) -> None:
+        """Request heads get the header (bodies of a Content-Length pass as they are); an upgrade ends the parsing."""
+        buffer = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buffer:
+                    data = client.recv(65536)
+                    if not data:
+                        raise OSError("closed")
+                    buffer += data
+                head, buffer = buffer.split(b"\r\n\r\n", 1)
+                first, _, rest = head.partition(b"\r\n")
+                upstream.sendall(first + b"\r\n" + self.header + rest + (b"\r\n" if rest else b"") + b"\r\n")
+                lines = [line.lower() for line in rest.split(b"\r\n")]
+                if any(line.startswith(b"upgrade:") for line in lines):
+                    upstream.sendall(buffer)
+                    return self._pipe(client, upstream)
+                length = next((int(line.split(b":", 1)[1]) for line in lines if line.startswith(b"content-length:")),
+                              0)
+                while len(buffer) < length:
+                    data = client.recv(65536)
+                    if not data:
+                        raise OSError("closed")
+                    buffer += data
+                upstream.sendall(buffer[:length])
+                buffer = buffer[length:]
+        except OSError:
+            for s in (client, upstream):
+                s.close()

@@ -12,7 +12,7 @@ from playwright.sync_api import expect
 
 from flow.checkpoint import save_checkpoint
 from flow.model import build_model
-from tests.browser.helpers import TEACHER_KEY, choose, open_page, screenshot, settle
+from tests.browser.helpers import TEACHER_KEY, ForwardingProxy, choose, open_page, screenshot, settle
 
 
 def _finished_run(root, name: str) -> None:
@@ -83,11 +83,9 @@ def test_a_student_cannot_launch_stop_or_delete_and_can_with_the_teacher_key(cla
     assert not (classroom_server.runs / "demo").exists() and (classroom_server.runs / "lesson").is_dir()
 
 
-def _forwarding(browser, forwarded_for: str):
-    """A tab whose every request, the WebSocket's handshake included, carries X-Forwarded-For: what a reverse proxy
-    adds (or what a student could forge)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000},
-                                  extra_http_headers={"X-Forwarded-For": forwarded_for})
+def _forwarding(browser):
+    """A tab of its own (a student's browser)."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
     context.set_default_timeout(60_000)
     return context, context.new_page()
 
@@ -95,12 +93,14 @@ def _forwarding(browser, forwarded_for: str):
 def test_behind_a_proxy_on_the_host_students_keep_their_own_address(server, browser, page):
     """Streamlit's server (uvicorn) takes X-Forwarded-For from a loopback peer, such as a reverse proxy on the host:
     the forwarded student is not the host. The same server without the header, from loopback: the host."""
-    context, proxied = _forwarding(browser, "192.0.2.77")
+    context, proxied = _forwarding(browser)
     try:
-        open_page(proxied, server, "train", "Train")
-        expect(proxied.get_by_test_id("stMain").get_by_test_id("stAlert").first).to_contain_text("Classroom mode")
-        expect(proxied.get_by_test_id("stMain")).to_contain_text("ask the teacher")
-        _no_controls(proxied)
+        with ForwardingProxy(server.url, "192.0.2.77") as proxy:
+            open_page(proxied, proxy, "train", "Train")
+            expect(proxied.get_by_test_id("stMain").get_by_test_id("stAlert").first).to_contain_text(
+                "Classroom mode")
+            expect(proxied.get_by_test_id("stMain")).to_contain_text("ask the teacher")
+            _no_controls(proxied)
     finally:
         context.close()
     open_page(page, server, "train", "Train")
@@ -109,10 +109,12 @@ def test_behind_a_proxy_on_the_host_students_keep_their_own_address(server, brow
 
 def test_a_student_cannot_claim_to_be_the_host_by_header(classroom_server, browser):
     """X-Forwarded-For from a peer that is not loopback is ignored: forging 127.0.0.1 unlocks nothing."""
-    context, forged = _forwarding(browser, "127.0.0.1")
+    context, forged = _forwarding(browser)
     try:
-        open_page(forged, classroom_server, "train", "Train")
-        expect(forged.get_by_test_id("stMain").get_by_test_id("stAlert").first).to_contain_text("Classroom mode")
-        _no_controls(forged)
+        with ForwardingProxy(classroom_server.url, "127.0.0.1") as proxy:  # the proxy's peer is not loopback
+            open_page(forged, proxy, "train", "Train")
+            expect(forged.get_by_test_id("stMain").get_by_test_id("stAlert").first).to_contain_text(
+                "Classroom mode")
+            _no_controls(forged)
     finally:
         context.close()
