@@ -232,22 +232,26 @@ if entry.kind == "images":
                                 help="The model was trained on pixels plus uniform noise: that is what it "
                                      "turns into Gaussian noise. Without the noise, at the bin centres, it "
                                      "gives a much shorter, non-Gaussian code.") == TRACE_MODES[0]
-        if model.num_classes:  # a conditional model traces a digit as one class: beside the seed, not below it
-            seed_box = settings.container(horizontal=True, vertical_alignment="bottom", gap="small")
-            as_class = seed_box.selectbox("Trace as class", [OWN_CLASS, *range(model.num_classes)], key="trace_class",
-                                          bind=BIND, width=120, help="A class-conditional model's last block is the "
-                                          "Gaussian of one class. By default the digit's own: its label, or for a "
-                                          "drawing the flow's answer.")
         noise_seed = noise_seed_input("explorer_noise_seed", seed_box)
     if digit is None:
         st.stop()
     seed = noise_seed if with_noise else None
     source = digest(digit.numpy())
-    y, traced_as = None, ""
+    # the animation's head row: the title, for a conditional model the class it is traced as, and the unit
     if model.num_classes:
-        y, how = own_class(model, "explorer", digit, noise_seed) if as_class == OWN_CLASS else (int(as_class),
-                                                                                                  "chosen above")
-        traced_as = f"Traced as class **{y}** ({how}): its last block is that class's prior."
+        head, class_box, unit_box = st.columns([2, 1, 1], vertical_alignment="bottom")
+    else:
+        head, unit_box = st.columns([2, 1], vertical_alignment="bottom")
+    y, traced_as = None, ""
+    if model.num_classes:  # a conditional model's last block is one class's prior
+        own, how = own_class(model, "explorer", digit, noise_seed)
+        as_class = class_box.selectbox(
+            "Trace as class", [OWN_CLASS, *range(model.num_classes)], key="trace_class", bind=BIND,
+            label_visibility="collapsed", format_func=lambda c: f"as class {own} ({how.split(',')[0]})"
+            if c == OWN_CLASS else f"as class {c}", help="A class-conditional model's last block is the Gaussian of "
+            "one class. By default the digit's own: its label, or for a drawing the flow's answer.")
+        y, how = (own, how) if as_class == OWN_CLASS else (int(as_class), "chosen here")
+        traced_as = f" Traced **as class {y}** ({how}): its last block is that class's prior."
     steps = traced(*ident, source, seed, model, digit, y)
     dec = explore.decomposition(model, steps)
     digit_bits = explore.decomposition(model, traced(*ident, source, noise_seed, model, digit, y)).bits_per_dim
@@ -270,7 +274,6 @@ if entry.kind == "images":
                 f"the [0, 256) pixel scale, as the Latent Playground and `python -m flow.evaluate --seed "
                 f"{noise_seed}` score it.{card} Another noise draw moves one digit's figure by up to about a tenth.")
 
-    head, unit_box = st.columns([2, 1], vertical_alignment="bottom")
     head.subheader(say("Digit → noise"))
     units = unit_box.segmented_control("Likelihood in", ["nats", "bits/dim"], default="bits/dim", key="units",
                                        bind=BIND, label_visibility="collapsed",  # a row lower: the animation
@@ -278,8 +281,6 @@ if entry.kind == "images":
     captions = [say(BRIEF["data" if with_noise else "centres"])] + [
         f"{say(BRIEF[kind])} Inverts to {sci(err)}." for kind, err in zip(steps.kinds[1:], steps.roundtrip[1:])]
     level = explore.ks_noise_level(model.dim)
-    if traced_as:
-        st.caption(traced_as)
     with st.container(key="flow_animation"):  # stepping and playing happen in the browser
         view = ("flow", *ident, source, seed, y, units, opening(len(steps)))
         st.plotly_chart(animated(view, lambda: plots.flow_animation(
@@ -291,7 +292,8 @@ if entry.kind == "images":
                 r"it, :orange[■] is the block on screen), "
                 r"$\log p(u) = \log \mathcal N(z; 0, I) + \sum_k \log|\det \partial h_k/\partial h_{k-1}|$, "
                 r"and $\text{bits/dim} = (-\log p(u) + D \log 256)/(D \log 2)$. "
-                f"Total: **log p(u) = {dec.log_prob:.1f} nats, or {dec.bits_per_dim:.3f} bits/dim**. " + bits_note()
+                f"Total: **log p(u) = {dec.log_prob:.1f} nats, or {dec.bits_per_dim:.3f} bits/dim**.{traced_as} "
+                + bits_note()
                 + f" At the end the {model.dim} values should look like draws from $\\mathcal N(0, 1)$: a KS distance "
                   f"below about {level:.2f} (the dotted line) is within sampling noise."))
 

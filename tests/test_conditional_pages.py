@@ -103,7 +103,7 @@ def test_the_explorer_traces_a_digit_as_its_own_class_or_another(conditional):
     at = open_page(conditional, "app_pages/explorer.py")
     assert at.selectbox(key="trace_class").value == "its own"
     digit = load_mnist("test")[0][:1].unsqueeze(1)  # test digit #0, a 7
-    assert any("Traced as class **7** (its label)" in c.value for c in at.caption)
+    assert any("Traced **as class 7** (its label)" in m.value for m in at.markdown)
     steps = explore.explore(model, digit, 0, 7)
     bits = explore.decomposition(model, steps).bits_per_dim
     with torch.no_grad():
@@ -112,7 +112,7 @@ def test_the_explorer_traces_a_digit_as_its_own_class_or_another(conditional):
     text = " ".join(m.value for m in at.markdown)
     assert f"{bits:.3f} bits/dim" in text and f"{marginal:.3f} bits/dim" in text
     at.selectbox(key="trace_class").set_value(1).run()
-    assert not at.exception and any("Traced as class **1** (chosen above)" in c.value for c in at.caption)
+    assert not at.exception and any("Traced **as class 1** (chosen here)" in m.value for m in at.markdown)
 
 
 def test_the_lab_samples_a_class_and_says_how_sure_the_flow_is_off_its_data(conditional):
