@@ -516,7 +516,7 @@ def _train_loop(model: Flow, optimizer: torch.optim.Optimizer, epoch_batches: Ca
             done = at.step / total_steps if per_run or max_steps else epoch / epochs
             done = max(done, clock / time_limit if time_limit else 0.0)
             for group in optimizer.param_groups:
-                group["lr"] = group.get("lr_scale", 1.0) * lr * lr_factor(done, at.step, warmup, schedule)
+                group["lr"] = lr * lr_factor(done, at.step, warmup, schedule)
             x = dequantize(batch, "uniform") if model.config.preprocess else batch
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):  # the s/t nets' convolutions
                 log_prob = net(x) if y is None else net(x, y.to(device))
@@ -599,23 +599,6 @@ def _examples(model: Flow, x: torch.Tensor, what: str) -> torch.Tensor:
     if not torch.isfinite(x).all():
         raise ValueError(f"{what} contains NaN or infinity: remove those examples")
     return x
-
-
-PRIOR_LR_SCALE = 20.0  # the class priors' learning rate, in multiples of the flow's (`adam`)
-
-
-def adam(model: Flow, lr: float, beta2: float, weight_decay: float) -> torch.optim.Adam:
-    """The trainer's optimizer: Adam over the model's parameters, a conditional model's class priors in a group of
-    their own whose learning rate is PRIOR_LR_SCALE times the rest's (the loop scales every group's "lr_scale").
-    Adam moves a parameter by at most about lr a step, and a class's mean must travel several units from the
-    identity it starts at (`--init`) to set the classes apart: at the flow's rate that took thousands of steps
-    (after 1,151 steps at 5e-4 the ten means were 1.2 to 1.3 apart, and 86.6% of test digits were classified right)."""
-    import torch
-
-    prior = list(model.prior.parameters()) if model.num_classes else []
-    rest = [p for p in model.parameters() if all(p is not q for q in prior)]
-    groups = [{"params": rest}] + ([{"params": prior, "lr_scale": PRIOR_LR_SCALE}] if prior else [])
-    return torch.optim.Adam(groups, lr=lr, betas=(0.9, beta2), weight_decay=weight_decay, foreach=True)
 
 
 def _classes(model: Flow, y: object, n: int, what: str) -> torch.Tensor:
@@ -702,7 +685,8 @@ def fit(model: Flow, data: torch.Tensor | DataLoader, *, test: torch.Tensor | No
         if test is None or not conditional:
             raise ValueError("test_labels go with test= and a conditional model")
         test_labels = _classes(model, test_labels, len(test), "test_labels")
-    optimizer = adam(model, lr, beta2, weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, beta2), weight_decay=weight_decay,
+                                 foreach=True)
     with Stopper() as stopper:
         history, at = _train_loop(model, optimizer, epoch_batches, test, stopper, epochs=epochs, lr=lr,
                                   steps_per_epoch=steps_per_epoch, seed=seed, schedule=schedule, warmup=warmup,
@@ -811,7 +795,7 @@ def train(args: argparse.Namespace, run: RunFolder, stopper: Stopper, device: to
                            "the data contains NaN or infinity.")
 
     settings = {"betas": (0.9, beta2), "weight_decay": args.weight_decay}
-    optimizer = adam(model, lr, beta2, args.weight_decay)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, foreach=True, **settings)
     if args.resume and run.state.exists():
         try:
             state = torch.load(run.state, map_location=device, weights_only=True)
