@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 ALPHA = 0.05
-LOG_2PI = math.log(2 * math.pi)
 
 
 def dequantize(x: Tensor, noise: str = "uniform", seed: int | None = None) -> Tensor:
@@ -174,7 +173,7 @@ class ClassAffine(Transform):
     so that log N(u; 0, I) + log|det du/dz| = log N(z; loc[y], diag(exp(2 log_scale[y]))). The context y (class
     indices, int64) enters both directions the same way. loc and log_scale (K, D) start at zero: the identity,
     so a trained unconditional flow is where a conditional one starts from (`flow.train --init`).
-    `all_classes(z)` gives log N(z; class k) for every k in one pass, (B, K): what `Flow.classify` uses.
+    `all_classes(z)` standardises z for every class k in one pass: what `Flow.classify` uses.
     """
 
     kind = "prior"
@@ -192,10 +191,9 @@ class ClassAffine(Transform):
         log_scale = self.log_scale[y]
         return u * torch.exp(log_scale) + self.loc[y], log_scale.sum(1)
 
-    def all_classes(self, z: Tensor) -> Tensor:
-        """log N(z; loc[k], diag(exp(2 log_scale[k]))) for every class k: flat z (B, D) -> (B, K) nats."""
-        u = (z[:, None, :] - self.loc) * torch.exp(-self.log_scale)  # (B, K, D)
-        return -0.5 * (u.pow(2) + LOG_2PI).sum(2) - self.log_scale.sum(1)
+    def all_classes(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """forward(z, k) for every class k at once: flat z (B, D) -> (u (B, K, D), log|det du/dz| (K,))."""
+        return (z[:, None, :] - self.loc) * torch.exp(-self.log_scale), -self.log_scale.sum(1)
 
 
 class Squeeze(Transform):

@@ -20,7 +20,6 @@ from flow.config import (  # re-exported: `from flow.model import PRESETS` keeps
 from flow.coupling import NVPBlock, channel_mask, checkerboard_mask, half_mask
 from flow.layers import (
     FACTOR_OUT,
-    LOG_2PI,
     ActNorm,
     ClassAffine,
     Logit,
@@ -31,6 +30,8 @@ from flow.layers import (
     dequantize,
 )
 from flow.nets import MLPNet, ResNet
+
+LOG_2PI = math.log(2 * math.pi)
 
 
 def _add_coupling(stages: list[Stage], config: FlowConfig, mask: Tensor, net: nn.Module, mask_kind: str,
@@ -296,7 +297,8 @@ class Flow(nn.Module):
         if not self.num_classes:
             raise ValueError("this model is unconditional (num_classes 0): it has no classes to score")
         z, logdet = self.transform(self._as_unit(x))
-        return self.prior.all_classes(z) + logdet[:, None]
+        u, prior_logdet = self.prior.all_classes(z)  # (B, K, D), (K,)
+        return self.prior_log_prob(u.flatten(0, 1)).view(u.shape[:2]) + prior_logdet + logdet[:, None]
 
     def marginal(self, class_log_probs: Tensor) -> Tensor:
         """The marginal log p(x) = logsumexp_k log p(x | k) - log K (uniform classes) from `class_log_probs`'s
