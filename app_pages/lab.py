@@ -38,9 +38,10 @@ def scored(path: str, version: float, kind: str, n: int, seed: int, _model) -> n
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def sure(path: str, version: float, kind: str, n: int, seed: int, _model) -> np.ndarray:
-    """A conditional model's top p(y | x) for one kind's inputs (`flow.lab.certainty`), once for every session."""
-    return lab.certainty(_model, made(kind, n, seed), seed)
+def answered(path: str, version: float, kind: str, n: int, seed: int, _model) -> tuple[np.ndarray, np.ndarray]:
+    """A conditional model's answers and top p(y | x) for one kind's inputs (`flow.lab.answers`), once for every
+    session."""
+    return lab.answers(_model, made(kind, n, seed), seed)
 
 
 @st.cache_data(max_entries=16, show_spinner="Sampling at every temperature …")
@@ -92,8 +93,8 @@ if view == VIEWS[0]:
     if yours is not None:
         st.markdown(f":orange[**The orange line, {what}: {yours:.3f} bits/dim**], better than "
                     f"{(yours < test).mean():.0%} of the {n} test digits.")
-    certain = {kind: sure(*ident, kind, n, seed, model) for kind in lab.KINDS} if model.num_classes else {}
-    surely = {kind: {"sure of a class": float((p >= SURE).mean())} for kind, p in certain.items()}
+    given = {kind: answered(*ident, kind, n, seed, model) for kind in lab.KINDS} if model.num_classes else {}
+    surely = {kind: {"sure of a class": float((p >= SURE).mean())} for kind, (_, p) in given.items()}
     st.dataframe(pd.DataFrame([{"input": kind, "what it is": lab.KINDS[kind][0], "median bits/dim": r["median"],
                                 "5 %": r["p5"], "95 %": r["p95"], "beat the median test digit": r["share_below_test_median"],
                                 **surely.get(kind, {})}
@@ -102,11 +103,13 @@ if view == VIEWS[0]:
                      **{c: st.column_config.ProgressColumn(format="percent", min_value=0, max_value=1, width="small")
                         for c in ("beat the median test digit", "sure of a class")},
                      **{c: st.column_config.NumberColumn(format="%.2f") for c in ("median bits/dim", "5 %", "95 %")}})
-    if certain:
+    if given:
         off = {kind: share["sure of a class"] for kind, share in surely.items() if kind != "test digits"}
         surest = max(off, key=off.get)
-        st.markdown(f"**As a classifier** (this model is class-conditional): p(y | x) ≥ {SURE:.0%} for "
-                    f"{surely['test digits']['sure of a class']:.0%} of the test digits, and for "
+        right = float((given["test digits"][0] == load_mnist("test")[1][:n].numpy()).mean())
+        st.markdown(f"**As a classifier** (this model is class-conditional): it names {right:.0%} of these {n} test "
+                    f"digits right, and is sure of its answer, p(y | x) ≥ {SURE:.0%}, for "
+                    f"{surely['test digits']['sure of a class']:.0%} of them; it is sure of a class for "
                     f"{off[surest]:.0%} of the {surest}. p(y | x) compares the classes with one another, never with "
                     "'none of them': an input far from every class can still lie much nearer one of them, and the "
                     "flow is then sure of a class for an input that is no digit at all. Its bits/dim, the column "
@@ -131,7 +134,9 @@ else:
                 r"believes the data to be.")
     st.plotly_chart(lab_plots.temperature_figure({t: b for t, (_, b) in sweep.items()}, test), key="lab_temperature")
     mode = float(sweep[0.0][1][0])
-    st.markdown(f"At $T = 0$ (the mode) the picture scores **{mode:.3f} bits/dim**, better than "
+    which = ("the picture" if not model.num_classes else f"class {wanted}'s mode" if wanted is not None else
+             "the first sample, its class's mode (each sample here is of a class drawn at random)")
+    st.markdown(f"At $T = 0$ (the mode) {which} scores **{mode:.3f} bits/dim**, better than "
                 f"{(mode < test).mean():.0%} of the {n} test digits.")
     rows = st.columns(len(sweep))
     for col, (t, (frames, b)) in zip(rows, sweep.items()):

@@ -104,12 +104,13 @@ def by_temperature(model: Flow, n: int, seed: int = 0, temperatures: tuple[float
 
 
 @torch.inference_mode()
-def certainty(model: Flow, x: Tensor, seed: int = 0, batch: int = 256) -> np.ndarray:
-    """A conditional model's confidence in its answer for each input: the top p(y | x) (`Flow.classify`, noise of
-    `seed`), (N,). Off its data a density model need not be unsure: these are odds between its classes, not a
-    measure of how well any class fits."""
-    return torch.cat([model.classify(x[k:k + batch], seed).max(1).values.cpu()
-                      for k in range(0, len(x), batch)]).numpy()
+def answers(model: Flow, x: Tensor, seed: int = 0, batch: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """A conditional model as a classifier on each input: (its answer, the top p(y | x)), both (N,), from
+    `Flow.classify` (noise of `seed`). Off its data a density model need not be unsure: p(y | x) weighs the classes
+    against one another, not against how well any of them fits."""
+    p = torch.cat([model.classify(x[k:k + batch], seed).cpu() for k in range(0, len(x), batch)])
+    top = p.max(1)
+    return top.indices.numpy(), top.values.numpy()
 
 
 def summary(values: np.ndarray, reference: np.ndarray) -> dict[str, float]:

@@ -226,7 +226,9 @@ def test_the_lab_measures_how_sure_the_flow_is(model):
     from flow import lab
 
     x = digits(5)
-    assert lab.certainty(model, x, 1) == pytest.approx(model.classify(x, 1).max(1).values.detach().numpy(), abs=1e-6)
+    answer, top = lab.answers(model, x, 1)
+    p = model.classify(x, 1).detach()
+    assert top == pytest.approx(p.max(1).values.numpy(), abs=1e-6) and (answer == p.argmax(1).numpy()).all()
     sweep = lab.by_temperature(model, 3, 0, temperatures=(0.0, 1.0), y=2)
     assert torch.allclose(sweep[1.0][0], model.decode(model.latents(3, 1.0, 0), 2).detach(), atol=1e-5)
 

@@ -119,7 +119,12 @@ def test_the_lab_samples_a_class_and_says_how_sure_the_flow_is_off_its_data(cond
     at = open_page(conditional, "app_pages/lab.py")
     table = at.dataframe[0].value
     assert "sure of a class" in table.columns
-    assert any("As a classifier" in m.value for m in at.markdown)
+    from flow import lab
+
+    model = load_checkpoint(conditional)
+    answer, _ = lab.answers(model, load_mnist("test")[0][:200].unsqueeze(1), 0)
+    right = (answer == load_mnist("test")[1][:200].numpy()).mean()
+    assert any(f"it names {right:.0%} of these 200 test digits right" in m.value for m in at.markdown)
     at.segmented_control(key="lab_view").set_value("Samples by temperature").run()
     at.selectbox(key="lab_class_samples").set_value(3).run()
     assert not at.exception
