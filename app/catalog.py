@@ -9,8 +9,8 @@ from pathlib import Path
 
 from app.jobs import run_state, runs_root
 from flow.checkpoint import CheckpointError, verify_checkpoint
-from flow.data import DATASETS, TOY_SETS, class_note, data_label, is_data_file
-from flow.datafile import sha256_of
+from flow.data import DATASETS, TOY_SETS, class_note, data_label, is_data_file, read_data
+from flow.datafile import DataFileError
 from flow.files import ROOT
 
 CHECKPOINT_DIR = ROOT / "checkpoints"  # the shipped checkpoints
@@ -107,12 +107,6 @@ def _is_file(data: object, record: object) -> bool:
     return record is not None or is_data_file(data)
 
 
-@lru_cache(maxsize=64)
-def _sha256(path: str, version: int, size: int) -> str:
-    """`sha256_of` once per file version (path, mtime, size): the catalog is listed on every rerun."""
-    return sha256_of(path)
-
-
 def _data_file_problem(data: object, record: object) -> str | None:
     """Why a model trained on a data file cannot be shown (the record is malformed, the file is missing or
     changed since training), or None when the file is there as it was."""
@@ -121,13 +115,12 @@ def _data_file_problem(data: object, record: object) -> str | None:
                 "it was not written by flow.train --data")
     if not isinstance(data, str) or not os.path.isabs(data):
         return f"its metadata's data must be the data file's absolute path (got {data!r})"
-    try:
-        stat = os.stat(data)
-        digest = _sha256(data, stat.st_mtime_ns, stat.st_size)
-    except FileNotFoundError:
+    if not os.path.exists(data):
         return f"its data file {data} is missing: put it back there to explore the model"
-    except OSError as e:
-        return f"its data file {data} cannot be read ({e.strerror or e})"
+    try:  # read once per version of the file (path, mtime, size), which the catalog lists on every rerun
+        digest = read_data(data).record["sha256"]
+    except DataFileError as e:
+        return f"its data file {data} cannot be used: {e}"
     if digest != record["sha256"]:
         return (f"its data file {data} has changed since training (its SHA-256 differs from the one the run "
                 "recorded): put the original back, or train again on the new file")

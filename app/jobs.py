@@ -10,7 +10,6 @@ No Streamlit here: the Train page draws what these functions return.
 from __future__ import annotations
 
 import fcntl
-import functools
 import json
 import math
 import os
@@ -64,25 +63,17 @@ def max_running() -> int:
         return 1
 
 
-@functools.lru_cache(maxsize=64)
-def _shape(data: str, version: float) -> tuple[int, ...] | None:
-    try:
-        return tuple(example_shape(data))
-    except (ValueError, OSError):  # a data file gone or broken since
-        return None
-
-
 def data_version(data: str) -> float:
     """The modification time of a data file (0 for a built-in set): a cache key; OSError if it is gone."""
     return os.stat(data).st_mtime if is_data_file(data) else 0.0
 
 
 def data_shape(data: str | None) -> tuple[int, ...] | None:
-    """The shape of one example of a data set (a name or a data file, read once per version of the file); None
-    when it cannot be read."""
+    """The shape of one example of a data set (a name, or a data file: `flow.data.example_shape` reads it once per
+    version of the file); None when it cannot be read."""
     try:
-        return _shape(data, data_version(data)) if data else None
-    except OSError:
+        return tuple(example_shape(data)) if data else None
+    except (ValueError, OSError):  # a data file gone or broken since (DataFileError is a ValueError)
         return None
 
 
