@@ -82,6 +82,10 @@ else:
     sample_seed = c2.number_input("Sample seed", 0, 10**6, 0, key="compare_sample_seed", bind=BIND)
     z = models[0].latents(16, temperature, sample_seed)
     for col, name, model in zip(st.columns(2), picked, models):
-        frames, bits = latent.decode_with_bits(model, z, seed)
+        # a class-conditional model samples a class, then the digit: classes drawn at random (its marginal sampler)
+        classes = model.random_classes(len(z), sample_seed) if model.num_classes else None
+        frames, bits = latent.decode_with_bits(model, z, seed, classes)
         col.image(image_grid(frames, nrow=4, scale=3), width="stretch",
-                  caption=f"{name}: the same 16 latents z ~ N(0, T²I); median {np.median(bits.numpy()):.3f} bits/dim")
+                  caption=f"{name}: the same 16 latents z ~ N(0, T²I)"
+                  + (", each read as a class drawn at random" if classes is not None else "")
+                  + f"; median {np.median(bits.numpy()):.3f} bits/dim")

@@ -76,12 +76,15 @@ def scatter_image(points: Tensor, size: int = 256, extent: float = 4.0) -> PILIm
 
 def samples_picture(model, z: Tensor, scale: int = 1) -> PILImage.Image:
     """The model's samples from latents z (N, D): a grid of digits (upscaled by `scale`), or a scatter of
-    2-D points. A conditional model draws one row per class, N / K latents each (`classes.class_rows`)."""
+    2-D points. A conditional model draws one row per class, N / K latents each (`classes.class_rows`), where K
+    divides N, else a class drawn at random for each latent."""
     k, per_row = model.num_classes, int(np.ceil(np.sqrt(len(z))))
     y = None
     if k and len(z) % k == 0:
         per_row = len(z) // k
         y = class_rows(k, per_row)
+    elif k:  # classes drawn at random, as the model's own sampler draws them
+        y = model.random_classes(len(z), 0)
     with torch.no_grad():
         x = model.decode(z, y)
     if len(model.config.shape) == 1:

@@ -128,3 +128,8 @@ def test_the_lab_samples_a_class_and_says_how_sure_the_flow_is_off_its_data(cond
     at.segmented_control(key="lab_view").set_value("Samples by temperature").run()
     at.selectbox(key="lab_class_samples").set_value(3).run()
     assert not at.exception
+
+
+@pytest.mark.parametrize("page", ["home", "lesson", "train", "compare"])
+def test_every_other_page_opens_on_a_conditional_model(conditional, page):
+    open_page(conditional, f"app_pages/{page}.py")
