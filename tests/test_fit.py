@@ -82,7 +82,16 @@ def test_the_loop_trains_the_models_own_base_distribution():
     assert expected > standard + 5  # N(z; 3, I) is far from these latents: the subclass's prior was trained
 
 
-def test_fit_and_main_leave_the_signal_handlers_as_they_found_them(tmp_path):
+@pytest.fixture
+def ctrl_c():
+    """SIGINT raises KeyboardInterrupt, as in an interactive Python, whatever this process inherited (a shell
+    starts a background job with SIGINT ignored, and Python then keeps it ignored)."""
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, inherited)
+
+
+def test_fit_and_main_leave_the_signal_handlers_as_they_found_them(tmp_path, ctrl_c):
     found = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     fit(Flow(POINTS), moons(64), epochs=1, batch_size=32, lr=1e-3, progress=False)
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == found
